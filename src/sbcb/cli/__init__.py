@@ -1,0 +1,1 @@
+"""Command-line interface: thin argparse front ends over the library."""

@@ -1,0 +1,62 @@
+"""`sbcb` console script: argparse subcommands.
+
+Each subcommand lives in its own module under `sbcb.cli` and exposes two functions:
+
+- `add_parser(subparsers) -> argparse.ArgumentParser`: registers the subcommand and its flags;
+- `run(args: argparse.Namespace) -> int`: does the work and returns the exit code.
+
+Modules are imported only to build the parser; heavy libraries are imported inside `run`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+import sbcb
+
+# Subcommand modules, in the order `sbcb --help` lists them.
+COMMANDS: list[str] = [
+    "sbcb.cli.info",
+]
+
+
+class UserError(Exception):
+    """A problem with the user's input: printed as `error: ...` without a traceback, exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sbcb",
+        description="Semantic Boundary Conditioned Backbones: train, evaluate and export segmentation models "
+        "whose backbones learned from semantic boundaries.",
+    )
+    parser.add_argument("--version", action="version", version=f"sbcb {sbcb.__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        module = importlib.import_module(name)
+        sub = module.add_parser(subparsers)
+        sub.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "_run", None) is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except UserError as e:
+        print(f"sbcb {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"sbcb {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
