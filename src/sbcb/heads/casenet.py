@@ -1,0 +1,111 @@
+"""Generalized CASENet head for any number of sides N >= 2 (spec §3.3, §3.6); BBCB is this head with K = 1 (§3.7)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from sbcb.heads.side_layers import (
+    check_features,
+    check_head_args,
+    check_output_size,
+    fuse_sliced,
+    init_weights,
+    make_side_layer,
+)
+
+
+class CASENetHead(nn.Module):
+    """CASENet SBD head: binary sides 1..N-1, semantic side N, sliced-concatenation fuse.
+
+    Sides 1..N-1 map their feature to 1 channel, side N to K channels (S). The fuse is the grouped 1x1 conv with K
+    groups of N over the sliced concatenation ``[S_k, s_1, ..., s_{N-1}]``, computed without building the
+    ``[B, K*N, H, W]`` concat (mathematically identical). Every bias is off by default, as in the official code.
+
+    Outputs are logits at whatever `output_size` the caller asks for: the network input size, or a reduced size
+    (e.g. half) to save the full-resolution 3x3 convs, in which case the GT must be resized to match
+    (`sbcb.losses.resize_boundaries` does it inside `sbcb.losses.sbd_loss_terms`).
+
+    Parameters (ResNet-101 sides [64, 256, 512, 2048], K = 19): 43,140. With K = 1 (BBCB): 2,928.
+
+    Args:
+        in_channels: Channels of the N sides in order, the last being the semantic side; take them from the
+            backbone's feature info.
+        num_classes: K (1 for BBCB).
+        side_layer: ``"sbcb"`` (resize + 3x3, default) or ``"original"`` (transposed conv, needs `strides`).
+        strides: Reduction of each side relative to the network input; only the original side layer uses them.
+        side_bias: Bias on the binary sides' final conv.
+        last_bias: Bias on the semantic side's final conv (blette's later choice, with `fuse_bias`).
+        fuse_bias: Bias on the fuse conv.
+        original_norm: BN in the original side layer.
+        init: ``"kaiming"`` (fan_out, default) or ``"normal"`` (std 0.01).
+
+    Example:
+        >>> head = CASENetHead([64, 256, 512, 2048], 19)
+        >>> out = head(features, output_size=(512, 1024))  # {"fuse": [B,19,512,1024], "last": [B,19,512,1024]}
+    """
+
+    name = "casenet"
+
+    def __init__(
+        self,
+        in_channels: Sequence[int],
+        num_classes: int,
+        *,
+        side_layer: str = "sbcb",
+        strides: Sequence[int] | None = None,
+        side_bias: bool = False,
+        last_bias: bool = False,
+        fuse_bias: bool = False,
+        original_norm: bool = True,
+        init: str = "kaiming",
+    ) -> None:
+        super().__init__()
+        channels, strides = check_head_args(in_channels, num_classes, side_layer, strides)
+        self.in_channels = channels
+        self.num_classes = int(num_classes)
+        self.config = {
+            "in_channels": channels,
+            "num_classes": self.num_classes,
+            "side_layer": side_layer,
+            "strides": strides,
+            "side_bias": bool(side_bias),
+            "last_bias": bool(last_bias),
+            "fuse_bias": bool(fuse_bias),
+            "original_norm": bool(original_norm),
+            "init": init,
+        }
+        n, k = len(channels), self.num_classes
+        self.sides = nn.ModuleList(
+            make_side_layer(
+                c,
+                k if i == n - 1 else 1,
+                side_layer=side_layer,
+                bias=last_bias if i == n - 1 else side_bias,
+                stride=None if strides is None else strides[i],
+                original_norm=original_norm,
+            )
+            for i, c in enumerate(channels)
+        )
+        # Kept as a real grouped conv so the state dict matches the official layer; forward never builds its input.
+        self.fuse = nn.Conv2d(k * n, k, 1, groups=k, bias=fuse_bias)
+        init_weights(self, init=init)
+
+    def forward(self, features: list[Tensor], output_size: tuple[int, int]) -> dict[str, Tensor]:
+        """Compute the fused and semantic-side logits.
+
+        Args:
+            features: N side features, ``[B, C_i, h_i, w_i]``, side 1 first.
+            output_size: ``(H, W)`` of the outputs in pixels (the input size, or a reduced one).
+
+        Returns:
+            ``{"fuse": [B, K, H, W], "last": [B, K, H, W]}`` logits.
+        """
+        check_features(features, self.in_channels, type(self).__name__)
+        size = check_output_size(output_size)
+        binary = torch.cat([side(f, size) for side, f in zip(self.sides[:-1], features[:-1])], dim=1)
+        last = self.sides[-1](features[-1], size)
+        fuse = fuse_sliced(last, binary, self.fuse.weight, self.fuse.bias)
+        return {"fuse": fuse, "last": last}

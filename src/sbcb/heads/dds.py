@@ -1,0 +1,109 @@
+"""Generalized DDS head: side blocks on every side, deep supervision, sliced-concatenation fuse (spec §3.5, §3.6)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from sbcb.heads.side_layers import (
+    SideBlock,
+    check_features,
+    check_head_args,
+    check_output_size,
+    fuse_sliced,
+    init_weights,
+    make_side_layer,
+)
+
+
+class DDSHead(nn.Module):
+    """DDS SBD head: a side block (two BasicBlocks at C_i, then a side layer) on each of the N sides.
+
+    Sides 1..N-1 output 1 channel and are deep-supervised with the binary loss; side N outputs K channels. The fuse
+    is CASENet's grouped 1x1 conv (K groups of N) with a bias, computed without building the concat. Outputs are
+    at any requested `output_size` (see `CASENetHead`); the BasicBlocks run at the features' own resolution, so a
+    reduced output size saves only the side layers' cost.
+
+    Parameters (ResNet-101 sides [64, 256, 512, 1024, 2048], K = 19): 200,763,084, almost all in the 2048-channel
+    blocks. Build it on ``torch.device("meta")`` to inspect it without allocating.
+
+    Args:
+        in_channels: Channels of the N sides, the last being the semantic side (ResNet: all five levels).
+        num_classes: K.
+        side_layer: ``"sbcb"`` (default) or ``"original"`` (needs `strides`).
+        strides: Reduction of each side; only the original side layer uses them.
+        side_bias: Bias on the binary side layers' final conv (official: on).
+        last_bias: Bias on the semantic side layer's final conv (official: on).
+        fuse_bias: Bias on the fuse conv (official: on).
+        original_norm: BN in the original side layer.
+        init: ``"kaiming"`` (fan_out, default) or ``"normal"`` (std 0.01).
+    """
+
+    name = "dds"
+
+    def __init__(
+        self,
+        in_channels: Sequence[int],
+        num_classes: int,
+        *,
+        side_layer: str = "sbcb",
+        strides: Sequence[int] | None = None,
+        side_bias: bool = True,
+        last_bias: bool = True,
+        fuse_bias: bool = True,
+        original_norm: bool = True,
+        init: str = "kaiming",
+    ) -> None:
+        super().__init__()
+        channels, strides = check_head_args(in_channels, num_classes, side_layer, strides)
+        self.in_channels = channels
+        self.num_classes = int(num_classes)
+        self.config = {
+            "in_channels": channels,
+            "num_classes": self.num_classes,
+            "side_layer": side_layer,
+            "strides": strides,
+            "side_bias": bool(side_bias),
+            "last_bias": bool(last_bias),
+            "fuse_bias": bool(fuse_bias),
+            "original_norm": bool(original_norm),
+            "init": init,
+        }
+        n, k = len(channels), self.num_classes
+        self.sides = nn.ModuleList(
+            SideBlock(
+                make_side_layer(
+                    c,
+                    k if i == n - 1 else 1,
+                    side_layer=side_layer,
+                    bias=last_bias if i == n - 1 else side_bias,
+                    stride=None if strides is None else strides[i],
+                    original_norm=original_norm,
+                ),
+                c,
+            )
+            for i, c in enumerate(channels)
+        )
+        self.fuse = nn.Conv2d(k * n, k, 1, groups=k, bias=fuse_bias)
+        init_weights(self, init=init)
+
+    def forward(self, features: list[Tensor], output_size: tuple[int, int]) -> dict[str, Tensor]:
+        """Compute every side's logits and the fused logits.
+
+        Args:
+            features: N side features, ``[B, C_i, h_i, w_i]``, side 1 first.
+            output_size: ``(H, W)`` of the outputs in pixels.
+
+        Returns:
+            ``{"side1": [B, 1, H, W], ..., "side{N-1}": [B, 1, H, W], "side{N}": [B, K, H, W],
+            "fuse": [B, K, H, W]}`` logits.
+        """
+        check_features(features, self.in_channels, type(self).__name__)
+        size = check_output_size(output_size)
+        outputs = {f"side{i + 1}": side(f, size) for i, (side, f) in enumerate(zip(self.sides, features))}
+        n = len(self.in_channels)
+        binary = torch.cat([outputs[f"side{i}"] for i in range(1, n)], dim=1)
+        outputs["fuse"] = fuse_sliced(outputs[f"side{n}"], binary, self.fuse.weight, self.fuse.bias)
+        return outputs

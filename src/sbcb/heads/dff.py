@@ -1,0 +1,139 @@
+"""Generalized DFF head: CASENet sides + an adaptive weight learner, for any N >= 2 (spec §3.4, §3.6)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from sbcb.heads.side_layers import check_features, check_head_args, check_output_size, init_weights, make_side_layer
+
+
+class AdaptiveWeightLearner(nn.Module):
+    """DFF's adaptive weight learner on the weight-branch logits (spec §3.4).
+
+    ``[ReLU] -> (1x1 conv + BN + ReLU) x 2 -> 1x1 conv + BN -> [Sigmoid]``, all at N*K channels, convs without bias.
+
+    Args:
+        channels: N*K.
+        pre_relu: Leading ReLU (official addition, not in the original DFF).
+        sigmoid: Trailing sigmoid (P Fig. 3; absent in the original DFF code and in blette's variant).
+    """
+
+    def __init__(self, channels: int, *, pre_relu: bool = True, sigmoid: bool = True) -> None:
+        super().__init__()
+        self.pre_relu = pre_relu
+        self.sigmoid = sigmoid
+        layers: list[nn.Module] = []
+        for i in range(3):
+            layers += [nn.Conv2d(channels, channels, 1, bias=False), nn.BatchNorm2d(channels)]
+            if i < 2:
+                layers.append(nn.ReLU(inplace=True))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``[B, N*K, H, W]`` -> per-pixel weights ``[B, N*K, H, W]`` (in (0, 1) with the sigmoid)."""
+        if self.pre_relu:
+            x = torch.relu(x)
+        x = self.layers(x)
+        return torch.sigmoid(x) if self.sigmoid else x
+
+
+class DFFHead(nn.Module):
+    """DFF SBD head: CASENet sides, fused with per-pixel, per-class adaptive weights.
+
+    A weight branch (a side layer C_N -> N*K with a bias, on the semantic-side feature) feeds the adaptive weight
+    learner; its output, viewed as ``[B, K, N, H, W]``, weights the sliced channels ``[S_k, s_1, ..., s_{N-1}]``:
+    ``fuse_k = w_k0 * S_k + sum_j w_kj * s_j``. The official code is hard-wired to N = 4 (4*K weights); this head
+    uses N*K, identical at N = 4. Outputs are at any requested `output_size` (see `CASENetHead`).
+
+    Parameters (ResNet-101 sides [64, 256, 512, 2048], K = 19): 268,730.
+
+    Args:
+        in_channels: Channels of the N sides, the last being the semantic side.
+        num_classes: K.
+        side_layer: ``"sbcb"`` (default) or ``"original"`` (needs `strides`).
+        strides: Reduction of each side; only the original side layer uses them.
+        side_bias: Bias on the binary sides' final conv (official: on; blette's variant: off).
+        last_bias: Bias on the semantic side's final conv.
+        awl_pre_relu: Leading ReLU of the weight learner (official: on).
+        awl_sigmoid: Trailing sigmoid of the weight learner (official: on; blette's variant: off).
+        original_norm: BN in the original side layer.
+        init: ``"kaiming"`` (fan_out, default) or ``"normal"`` (std 0.01).
+    """
+
+    name = "dff"
+
+    def __init__(
+        self,
+        in_channels: Sequence[int],
+        num_classes: int,
+        *,
+        side_layer: str = "sbcb",
+        strides: Sequence[int] | None = None,
+        side_bias: bool = True,
+        last_bias: bool = True,
+        awl_pre_relu: bool = True,
+        awl_sigmoid: bool = True,
+        original_norm: bool = True,
+        init: str = "kaiming",
+    ) -> None:
+        super().__init__()
+        channels, strides = check_head_args(in_channels, num_classes, side_layer, strides)
+        self.in_channels = channels
+        self.num_classes = int(num_classes)
+        self.config = {
+            "in_channels": channels,
+            "num_classes": self.num_classes,
+            "side_layer": side_layer,
+            "strides": strides,
+            "side_bias": bool(side_bias),
+            "last_bias": bool(last_bias),
+            "awl_pre_relu": bool(awl_pre_relu),
+            "awl_sigmoid": bool(awl_sigmoid),
+            "original_norm": bool(original_norm),
+            "init": init,
+        }
+        n, k = len(channels), self.num_classes
+        self.sides = nn.ModuleList(
+            make_side_layer(
+                c,
+                k if i == n - 1 else 1,
+                side_layer=side_layer,
+                bias=last_bias if i == n - 1 else side_bias,
+                stride=None if strides is None else strides[i],
+                original_norm=original_norm,
+            )
+            for i, c in enumerate(channels)
+        )
+        self.weight_branch = make_side_layer(
+            channels[-1],
+            n * k,
+            side_layer=side_layer,
+            bias=True,
+            stride=None if strides is None else strides[-1],
+            original_norm=original_norm,
+        )
+        self.awl = AdaptiveWeightLearner(n * k, pre_relu=awl_pre_relu, sigmoid=awl_sigmoid)
+        init_weights(self, init=init)
+
+    def forward(self, features: list[Tensor], output_size: tuple[int, int]) -> dict[str, Tensor]:
+        """Compute the adaptively fused and semantic-side logits.
+
+        Args:
+            features: N side features, ``[B, C_i, h_i, w_i]``, side 1 first.
+            output_size: ``(H, W)`` of the outputs in pixels.
+
+        Returns:
+            ``{"fuse": [B, K, H, W], "last": [B, K, H, W]}`` logits.
+        """
+        check_features(features, self.in_channels, type(self).__name__)
+        size = check_output_size(output_size)
+        n, k = len(self.in_channels), self.num_classes
+        binary = torch.cat([side(f, size) for side, f in zip(self.sides[:-1], features[:-1])], dim=1)  # [B,N-1,H,W]
+        last = self.sides[-1](features[-1], size)  # [B, K, H, W]
+        weights = self.awl(self.weight_branch(features[-1], size))
+        weights = weights.view(weights.shape[0], k, n, *size)  # channel k*N + j -> [:, k, j]
+        fuse = weights[:, :, 0] * last + torch.einsum("bkjhw,bjhw->bkhw", weights[:, :, 1:], binary)
+        return {"fuse": fuse, "last": last}

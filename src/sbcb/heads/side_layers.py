@@ -1,0 +1,267 @@
+"""Side layers shared by the SBD heads (spec §3.2, §3.5, §3.8).
+
+A side layer maps one backbone feature ``[B, C_in, h, w]`` to logits ``[B, C_out, H, W]`` at a requested output
+size. ``C_out`` is 1 for a binary side and K for the semantic side.
+
+- `SideLayer`: the SBCB side layer (paper Fig. 2 "ours", official ``SideConv``): 1x1 conv (no bias) + BN + ReLU at
+  the feature's resolution, bilinear resize, reflection-pad + full 3x3 conv.
+- `OriginalSideLayer`: the CASENet/DFF side layer: 1x1 conv (+ optional BN), transposed conv upsampling by the
+  feature's stride.
+- `SideBlock`: the DDS side block: two ResNet BasicBlocks at ``C_in`` channels, then a side layer.
+
+Every layer works at any output size; `side_layer_output` resizes whatever a layer produces to the requested size.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+SIDE_LAYERS = ("sbcb", "original")
+INITS = ("kaiming", "normal")
+
+
+def init_weights(module: nn.Module, *, init: str = "kaiming") -> None:
+    """Initialise every conv and BN under `module` in place (spec §3.8).
+
+    Args:
+        module: Any module; all ``Conv2d`` / ``ConvTranspose2d`` / ``BatchNorm2d`` inside it are reset.
+        init: ``"kaiming"`` (default): Kaiming-normal, ``mode="fan_out"``, ReLU gain, bias 0, the construction-time
+            init of mmcv's ConvModule that the official code inherits. ``"normal"``: N(0, 0.01²), bias 0.
+
+    Raises:
+        ValueError: If `init` is not one of ``"kaiming"``, ``"normal"``.
+    """
+    if init not in INITS:
+        raise ValueError(f"init must be one of {INITS}, got {init!r}")
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            if init == "kaiming":
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            else:
+                nn.init.normal_(m.weight, std=0.01)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+def check_output_size(output_size: tuple[int, int]) -> tuple[int, int]:
+    """Validate an output size ``(H, W)`` in pixels and return it as a tuple of two ints.
+
+    Raises:
+        ValueError: If it is not two integers >= 2 (the reflection pad of the 3x3 conv needs at least 2 pixels).
+    """
+    try:
+        h, w = (int(s) for s in output_size)
+    except (TypeError, ValueError):
+        raise ValueError(f"output_size must be (H, W), two ints, got {output_size!r}") from None
+    if h < 2 or w < 2:
+        raise ValueError(f"output_size must be at least (2, 2) pixels, got {(h, w)}")
+    return h, w
+
+
+class SideLayer(nn.Module):
+    """SBCB side layer: 1x1 conv + BN + ReLU, bilinear resize, reflect-pad 3x3 conv (spec §3.2).
+
+    Parameters: ``C_in*C_out + 2*C_out + 9*C_out**2`` (``+ C_out`` with `bias`).
+
+    Args:
+        in_channels: C_in of the side feature.
+        out_channels: C_out: 1 for a binary side, K for the semantic side.
+        bias: Bias on the final 3x3 conv (the 1x1 conv never has one: BN follows it).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, *, bias: bool = False) -> None:
+        super().__init__()
+        self.reduce = nn.Conv2d(in_channels, out_channels, 1, bias=False)
+        self.norm = nn.BatchNorm2d(out_channels)
+        self.pad = nn.ReflectionPad2d(1)
+        # A full C_out -> C_out conv (it mixes classes), not a depthwise one: matches the official parameter count.
+        self.conv = nn.Conv2d(out_channels, out_channels, 3, bias=bias)
+
+    def forward(self, x: Tensor, output_size: tuple[int, int]) -> Tensor:
+        """Map ``[B, C_in, h, w]`` to logits ``[B, C_out, H, W]`` with ``(H, W) = output_size``."""
+        # 1x1 first, at the feature's own resolution: only C_out channels are upsampled.
+        x = F.relu(self.norm(self.reduce(x)))
+        if tuple(x.shape[-2:]) != tuple(output_size):
+            x = F.interpolate(x, size=output_size, mode="bilinear", align_corners=False)
+        return self.conv(self.pad(x))
+
+
+class OriginalSideLayer(nn.Module):
+    """Original CASENet/DFF side layer: 1x1 conv [+ BN], transposed conv x`stride` (spec §3.2, P Fig. 2).
+
+    The transposed conv has kernel ``2*stride``, stride `stride`, padding ``stride/2`` and no bias, so a feature of
+    ``h x w`` becomes ``stride*h x stride*w``. If that is not the requested output size it is cropped (top-left,
+    like CASENet's crop layer) when it exceeds it by less than one stride, and bilinearly resized otherwise (e.g.
+    when the caller asks for a reduced output size).
+
+    Args:
+        in_channels: C_in of the side feature.
+        out_channels: C_out: 1 or K.
+        stride: The feature's reduction relative to the network input: 1 (no upsampling) or an even integer.
+        bias: Bias on the 1x1 conv.
+        norm: BN after the 1x1 conv (P Fig. 2 draws it; blette's original-CASENet variant has none).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, *, stride: int, bias: bool = False, norm: bool = True):
+        super().__init__()
+        if int(stride) != stride or stride < 1 or (stride > 1 and stride % 2):
+            raise ValueError(
+                f"the original side layer needs a feature stride of 1 or an even integer, got {stride}; "
+                "use side_layer='sbcb' for other strides"
+            )
+        self.stride = int(stride)
+        self.reduce = nn.Conv2d(in_channels, out_channels, 1, bias=bias)
+        self.norm = nn.BatchNorm2d(out_channels) if norm else nn.Identity()
+        if self.stride == 1:
+            self.upsample = nn.Identity()
+        else:
+            s = self.stride
+            self.upsample = nn.ConvTranspose2d(out_channels, out_channels, 2 * s, stride=s, padding=s // 2, bias=False)
+
+    def forward(self, x: Tensor, output_size: tuple[int, int]) -> Tensor:
+        """Map ``[B, C_in, h, w]`` to logits ``[B, C_out, H, W]`` with ``(H, W) = output_size``."""
+        x = self.upsample(self.norm(self.reduce(x)))
+        h, w = x.shape[-2:]
+        oh, ow = output_size
+        if (h, w) == (oh, ow):
+            return x
+        if oh <= h < oh + self.stride and ow <= w < ow + self.stride:
+            return x[..., :oh, :ow]
+        return F.interpolate(x, size=output_size, mode="bilinear", align_corners=False)
+
+
+class BasicBlock(nn.Module):
+    """ResNet BasicBlock at constant width: 3x3 conv + BN + ReLU, 3x3 conv + BN, identity add, ReLU.
+
+    Parameters: ``18*C**2 + 4*C``.
+
+    Args:
+        channels: C, input = output channels.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``[B, C, h, w]`` -> ``[B, C, h, w]``."""
+        y = F.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        return F.relu(y + x)
+
+
+class SideBlock(nn.Module):
+    """DDS side block: two BasicBlocks at the feature's channels, then a side layer (spec §3.5).
+
+    Args:
+        side: The side layer applied after the blocks (`SideLayer` or `OriginalSideLayer`).
+        in_channels: C_in of the side feature (the blocks' width).
+    """
+
+    def __init__(self, side: nn.Module, in_channels: int) -> None:
+        super().__init__()
+        self.blocks = nn.Sequential(BasicBlock(in_channels), BasicBlock(in_channels))
+        self.side = side
+
+    def forward(self, x: Tensor, output_size: tuple[int, int]) -> Tensor:
+        """Map ``[B, C_in, h, w]`` to logits ``[B, C_out, H, W]``."""
+        return self.side(self.blocks(x), output_size)
+
+
+def make_side_layer(
+    in_channels: int,
+    out_channels: int,
+    *,
+    side_layer: str,
+    bias: bool,
+    stride: int | None = None,
+    original_norm: bool = True,
+) -> nn.Module:
+    """Build one side layer of the requested kind.
+
+    Args:
+        in_channels: C_in.
+        out_channels: C_out.
+        side_layer: ``"sbcb"`` (`SideLayer`) or ``"original"`` (`OriginalSideLayer`).
+        bias: For ``"sbcb"`` the bias of the 3x3 conv; for ``"original"`` the bias of the 1x1 conv.
+        stride: Feature stride, required for ``"original"``.
+        original_norm: BN in the original side layer.
+    """
+    if side_layer == "sbcb":
+        return SideLayer(in_channels, out_channels, bias=bias)
+    if side_layer == "original":
+        if stride is None:
+            raise ValueError("side_layer='original' needs the sides' strides: pass strides=[...] (one per side)")
+        return OriginalSideLayer(in_channels, out_channels, stride=stride, bias=bias, norm=original_norm)
+    raise ValueError(f"side_layer must be one of {SIDE_LAYERS}, got {side_layer!r}")
+
+
+def check_head_args(
+    in_channels: list[int], num_classes: int, side_layer: str, strides: list[int] | None
+) -> tuple[list[int], list[int] | None]:
+    """Validate the arguments every head shares; return them as plain lists of ints.
+
+    Raises:
+        ValueError: With a message that says what to pass instead.
+    """
+    channels = [int(c) for c in in_channels]
+    if len(channels) < 2:
+        raise ValueError(f"an SBD head needs at least 2 sides (N >= 2), got in_channels={channels}")
+    if any(c < 1 for c in channels):
+        raise ValueError(f"in_channels must be positive, got {channels}")
+    if int(num_classes) != num_classes or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive int (1 for a binary BBCB head), got {num_classes!r}")
+    if side_layer not in SIDE_LAYERS:
+        raise ValueError(f"side_layer must be one of {SIDE_LAYERS}, got {side_layer!r}")
+    if strides is not None:
+        strides = [int(s) for s in strides]
+        if len(strides) != len(channels):
+            raise ValueError(f"strides needs one entry per side: got {len(strides)} for {len(channels)} sides")
+    elif side_layer == "original":
+        raise ValueError("side_layer='original' needs strides=[...], the feature reductions (e.g. [2, 4, 8, 8])")
+    return channels, strides
+
+
+def check_features(features: list[Tensor], in_channels: list[int], head: str) -> None:
+    """Check that `features` matches the head's sides (count and channels).
+
+    Raises:
+        ValueError: If the number of features or a feature's channels differ from `in_channels`.
+    """
+    if len(features) != len(in_channels):
+        raise ValueError(f"{head} was built for {len(in_channels)} sides but got {len(features)} features")
+    for i, (f, c) in enumerate(zip(features, in_channels)):
+        if f.dim() != 4 or f.shape[1] != c:
+            raise ValueError(
+                f"{head}: feature {i} (side {i + 1}) must be [B, {c}, h, w], got {list(f.shape)}; "
+                "build the head from the backbone's feature_info channels"
+            )
+
+
+def fuse_sliced(semantic: Tensor, binary: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """CASENet fuse: the grouped 1x1 conv over the sliced concatenation, without building the concat (spec §3.3).
+
+    With channel ``k*N + 0`` = ``S_k`` and ``k*N + j`` = ``s_j``, the grouped conv gives
+    ``fuse_k = w[k, 0] * S_k + sum_j w[k, j] * s_j (+ b_k)``: a per-class scale of S plus a K x (N-1) mixing of the
+    binary sides. The ``[B, K*N, H, W]`` concat is never materialised.
+
+    Args:
+        semantic: S, ``[B, K, H, W]`` logits.
+        binary: The binary sides stacked, ``[B, N-1, H, W]`` logits.
+        weight: Grouped-conv weight ``[K, N, 1, 1]``.
+        bias: ``[K]`` or None.
+
+    Returns:
+        ``[B, K, H, W]`` fused logits.
+    """
+    k, n = weight.shape[:2]
+    mixed = F.conv2d(binary, weight[:, 1:], bias)  # [B, K, H, W]
+    return torch.addcmul(mixed, semantic, weight[:, 0].view(1, k, 1, 1))
