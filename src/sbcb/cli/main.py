@@ -20,6 +20,7 @@ import sbcb
 # Subcommand modules, in the order `sbcb --help` lists them.
 COMMANDS: list[str] = [
     "sbcb.cli.info",
+    "sbcb.cli.check_data",
 ]
 
 

@@ -1,0 +1,234 @@
+"""Cityscapes (fine annotations) in the official folder layout.
+
+Layout under `root`::
+
+    leftImg8bit/{split}/{city}/{name}_leftImg8bit.png
+    gtFine/{split}/{city}/{name}_gtFine_labelIds.png       # uint8 labelIds 0..33
+    gtFine/{split}/{city}/{name}_gtFine_instanceIds.png    # uint16: labelId*1000+k on instances, else labelId
+    gtFine/{split}/{city}/{name}_gtFine_labelTrainIds.png  # only with use_train_ids_file=True
+
+Training reads raw labelIds + instanceIds and builds the compact label map of spec §2.5 with one 256-entry lookup
+table: trainIds 0..18 for the 19 classes, `VOID` = 254 for every void labelId except 2 and 3 (these still form
+boundaries with the classes, as in the official OTF), and 255 for labelIds 2 (rectification border) and
+3 (out of roi), which are ignored everywhere. The segmentation target maps 254 to 255.
+
+The label table below is written from the public Cityscapes label definition (cityscapesScripts `labels.py`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from sbcb.data.base import DatasetInfo
+from sbcb.data.validation import (
+    check_folders,
+    check_label_values,
+    check_not_empty,
+    check_same_size,
+    format_names,
+    pair_by_name,
+    raise_problems,
+    read_image,
+    read_label,
+)
+
+IGNORE = 255
+VOID = 254
+
+CITYSCAPES_CLASSES = (
+    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign", "vegetation",
+    "terrain", "sky", "person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle",
+)  # fmt: skip
+CITYSCAPES_COLORS = (
+    (128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153), (153, 153, 153),
+    (250, 170, 30), (220, 220, 0), (107, 142, 35), (152, 251, 152), (70, 130, 180), (220, 20, 60), (255, 0, 0),
+    (0, 0, 142), (0, 0, 70), (0, 60, 100), (0, 80, 100), (0, 0, 230), (119, 11, 32),
+)  # fmt: skip
+CITYSCAPES_THING_CLASSES = tuple(range(11, 19))  # person ... bicycle (trainIds)
+
+# labelId -> (name, trainId); trainId None = void. License plate (labelId -1) is stored as 255 in uint8 files.
+LABELS: dict[int, tuple[str, int | None]] = {
+    0: ("unlabeled", None), 1: ("ego vehicle", None), 2: ("rectification border", None), 3: ("out of roi", None),
+    4: ("static", None), 5: ("dynamic", None), 6: ("ground", None), 7: ("road", 0), 8: ("sidewalk", 1),
+    9: ("parking", None), 10: ("rail track", None), 11: ("building", 2), 12: ("wall", 3), 13: ("fence", 4),
+    14: ("guard rail", None), 15: ("bridge", None), 16: ("tunnel", None), 17: ("pole", 5), 18: ("polegroup", None),
+    19: ("traffic light", 6), 20: ("traffic sign", 7), 21: ("vegetation", 8), 22: ("terrain", 9), 23: ("sky", 10),
+    24: ("person", 11), 25: ("rider", 12), 26: ("car", 13), 27: ("truck", 14), 28: ("bus", 15),
+    29: ("caravan", None), 30: ("trailer", None), 31: ("train", 16), 32: ("motorcycle", 17), 33: ("bicycle", 18),
+    255: ("license plate", None),
+}  # fmt: skip
+IGNORED_LABEL_IDS = (2, 3)  # ignored by OTF boundaries and everything else (official)
+INSTANCE_LABEL_IDS = (24, 25, 26, 27, 28, 31, 32, 33)  # official: caravan/trailer instances do not count
+
+
+def _compact_lut() -> np.ndarray:
+    lut = np.full(256, IGNORE, dtype=np.uint8)
+    for label_id, (_, train_id) in LABELS.items():
+        if train_id is not None:
+            lut[label_id] = train_id
+        elif label_id not in IGNORED_LABEL_IDS:
+            lut[label_id] = VOID
+    return lut
+
+
+LABEL_ID_TO_COMPACT = _compact_lut()
+"""uint8 [256]: labelId -> compact value (trainId, 254 = void that forms boundaries, 255 = ignore)."""
+
+CITYSCAPES_INFO = DatasetInfo(
+    name="cityscapes",
+    class_names=CITYSCAPES_CLASSES,
+    colors=CITYSCAPES_COLORS,
+    ignore_index=IGNORE,
+    thing_classes=CITYSCAPES_THING_CLASSES,
+    void_index=VOID,
+)
+
+
+def label_ids_to_compact(label_ids: np.ndarray) -> np.ndarray:
+    """Map Cityscapes labelIds to the compact label map.
+
+    Args:
+        label_ids: uint8 [H, W] labelIds (0..33, 255 = license plate).
+
+    Returns:
+        uint8 [H, W]: trainIds 0..18, 254 for void labels that form boundaries, 255 for labelIds 2 and 3.
+    """
+    return LABEL_ID_TO_COMPACT[label_ids]
+
+
+def instance_ids_to_instances(instance_ids: np.ndarray) -> np.ndarray:
+    """Keep the instances of the 8 Cityscapes instance classes, renumbered 1..n.
+
+    Args:
+        instance_ids: [H, W] integer Cityscapes instanceIds (labelId*1000+k on instances, else the bare labelId).
+
+    Returns:
+        int32 [H, W]: 0 = no instance (stuff, crowd/"group" regions, caravan and trailer), 1..n = instances in
+        increasing order of their instanceId.
+    """
+    instance_ids = instance_ids.astype(np.int32, copy=False)
+    keep = (instance_ids >= 1000) & np.isin(instance_ids // 1000, INSTANCE_LABEL_IDS)
+    out = np.zeros(instance_ids.shape, dtype=np.int32)
+    if keep.any():
+        _, inverse = np.unique(instance_ids[keep], return_inverse=True)
+        out[keep] = inverse.reshape(-1) + 1
+    return out
+
+
+class Cityscapes:
+    """Cityscapes fine annotations (2975 train / 500 val / 1525 test images at 1024x2048).
+
+    Args:
+        root: Folder holding `leftImg8bit/` and `gtFine/`.
+        split: "train", "val" or "test".
+        instances: Also read `instanceIds` for instance-sensitive boundaries (official OTF default).
+        use_train_ids_file: Read `labelTrainIds` instead of converting labelIds (for evaluation). The label map
+            then has no void value: every void pixel is 255.
+        validate: Check label values and sizes on every read (a few ms per frame).
+        strict: Raise `DataError` at construction when files are missing or unpaired; with False, keep the
+            complete samples and list the problems in `self.problems` (used by `sbcb check-data`).
+
+    Samples follow `sbcb.data.base`: image uint8 [H, W, 3] RGB, label uint8 [H, W] compact map, instance int32
+    [H, W] or None, meta with name and file paths.
+    """
+
+    SPLITS = ("train", "val", "test")
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        *,
+        instances: bool = True,
+        use_train_ids_file: bool = False,
+        validate: bool = True,
+        strict: bool = True,
+    ) -> None:
+        self.root = Path(root)
+        self.split = split
+        self.instances = instances
+        self.use_train_ids_file = use_train_ids_file
+        self.validate = validate
+        self.info = CITYSCAPES_INFO if not use_train_ids_file else _replace_void(CITYSCAPES_INFO)
+        self.problems: list[str] = []
+        if split not in self.SPLITS:
+            raise_problems([f"cityscapes: unknown split {split!r}; expected one of {', '.join(self.SPLITS)}."])
+        image_dir = self.root / "leftImg8bit" / split
+        label_dir = self.root / "gtFine" / split
+        self.problems += check_folders(
+            self.root,
+            [f"leftImg8bit/{split}", f"gtFine/{split}"],
+            dataset="cityscapes",
+            hint="Unpack leftImg8bit_trainvaltest.zip and gtFine_trainvaltest.zip into the same root.",
+        )
+        self.samples: list[dict[str, Path]] = []
+        if not self.problems:
+            label_suffix = "_gtFine_labelTrainIds.png" if use_train_ids_file else "_gtFine_labelIds.png"
+            images = _by_name(image_dir, "_leftImg8bit.png")
+            labels = _by_name(label_dir, label_suffix)
+            names, problems = pair_by_name(
+                images, labels, dataset="cityscapes", image_dir=image_dir, label_dir=f"{label_dir} (*{label_suffix})"
+            )
+            self.problems += problems
+            if instances:
+                inst = _by_name(label_dir, "_gtFine_instanceIds.png")
+                missing = [str(labels[n]) for n in names if n not in inst]
+                if missing:
+                    self.problems.append(
+                        f"cityscapes: {len(missing)} label(s) have no *_gtFine_instanceIds.png next to them: "
+                        f"{format_names(missing)}. "
+                        "Add the instance files or pass instances=False (non-instance-sensitive boundaries)."
+                    )
+                names = [n for n in names if n in inst]
+            for n in names:
+                sample = {"image": images[n], "label": labels[n]}
+                if instances:
+                    sample["instance"] = inst[n]
+                self.samples.append({"name": n, **sample})
+            if not self.problems:
+                self.problems += check_not_empty(
+                    len(self.samples), dataset="cityscapes", where=image_dir, pattern="{city}/*_leftImg8bit.png"
+                )
+        if strict:
+            raise_problems(self.problems)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> dict:
+        s = self.samples[index]
+        image = read_image(s["image"])
+        raw = read_label(s["label"])
+        if self.validate:
+            check_same_size(image, raw, image_path=s["image"], label_path=s["label"])
+            if self.use_train_ids_file:
+                check_label_values(raw, [*range(19), IGNORE], path=s["label"], what="Cityscapes trainIds")
+            else:
+                check_label_values(raw, LABELS, path=s["label"], what="Cityscapes labelIds")
+        label = raw.astype(np.uint8, copy=False) if self.use_train_ids_file else label_ids_to_compact(raw)
+        instance = None
+        if self.instances:
+            instance_ids = read_label(s["instance"])
+            if self.validate:
+                check_same_size(image, instance_ids, image_path=s["image"], label_path=s["instance"])
+            instance = instance_ids_to_instances(instance_ids)
+        meta = {"name": s["name"], "image_path": str(s["image"]), "label_path": str(s["label"])}
+        return {"image": image, "label": label, "instance": instance, "meta": meta}
+
+
+def _by_name(folder: Path, suffix: str) -> dict[str, Path]:
+    """`{city}/{name}{suffix}` files under `folder`, keyed by name."""
+    return {p.name[: -len(suffix)]: p for p in sorted(folder.glob(f"*/*{suffix}"))}
+
+
+def _replace_void(info: DatasetInfo) -> DatasetInfo:
+    return DatasetInfo(
+        name=info.name,
+        class_names=info.class_names,
+        colors=info.colors,
+        ignore_index=info.ignore_index,
+        thing_classes=info.thing_classes,
+        void_index=None,
+    )
