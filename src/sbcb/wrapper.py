@@ -1,0 +1,343 @@
+"""`SBCB`: condition any segmentation model's backbone with semantic boundaries, then strip back to the baseline.
+
+The wrapper holds the user's model unmodified (`self.model`), an SBD head (`self.head`) and optionally the FCN
+auxiliary head (`self.aux_head`). During a training forward, temporary forward hooks (`sbcb.features.FeatureTaps`)
+read the side features while the user's own forward runs; the head turns them into boundary logits. Outside that
+forward no hook exists, so `strip()` simply hands back the original model object.
+
+Return types, one per mode:
+- `model.train()`: `forward(images) -> SBCBOutput(seg, sbd, aux)`; feed it to `loss(...)`. Everything runs inside
+  `forward`, so DistributedDataParallel sees every parameter that gets a gradient.
+- `model.eval()`: `forward(images) -> Tensor`, the segmentation logits only; no taps, no head, baseline cost.
+- `forward_outputs(images)` returns `SBCBOutput` in either mode (e.g. for SBD evaluation).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from sbcb.features import FeatureInfo, FeatureTaps, default_sides, probe_features, resolve_module
+
+
+class SBCBOutput(NamedTuple):
+    """What a training forward returns.
+
+    Attributes:
+        seg: Segmentation logits [B, K, H', W'] exactly as the user's model produced them.
+        sbd: SBD head logits, each [B, K or 1, h, w] with (h, w) = head_scale * (H, W): `fuse`, `last` (CASENet,
+            DFF) or `fuse`, `side1..sideN` (DDS).
+        aux: FCN auxiliary logits [B, K, h_aux, w_aux] at the tapped feature's resolution, or None.
+    """
+
+    seg: Tensor
+    sbd: dict[str, Tensor]
+    aux: Tensor | None
+
+
+class SBCB(nn.Module):
+    """Semantic Boundary Conditioned Backbone wrapper around an unmodified segmentation model.
+
+    Sides are chosen automatically from the backbone's feature info (timm, smp, torchvision; spec §5.1: five-level
+    backbones use levels 1, 2, 3, 5, four-level backbones all, DDS all) or given by name. Channels and strides are
+    measured by one dry-run forward at construction, never typed by hand.
+
+    Args:
+        model: Any segmentation model whose forward maps images [B, C, H, W] to logits [B, K, H', W'] (or a
+            torchvision-style `{"out": logits}` dict). It is not modified.
+        num_classes: K, the dataset's classes (also for `binary=True`: the GT is built per class, then unioned).
+        sides: Submodule names to tap (dotted paths in `model`, or relative to the detected backbone), highest
+            resolution first, semantic side last; or FeatureInfo objects for full control; None = automatic.
+        head: SBD head: "casenet" (default), "dff" or "dds".
+        binary: BBCB: a 1-class head supervised with the union of the class boundaries.
+        alpha: Weight of each multi-label SBD term (paper: 5).
+        beta: Weight of each binary term (paper: 1).
+        fcn_aux: Add the FCN auxiliary head: True = on the penultimate backbone level (ResNet layer3), or a
+            submodule name.
+        aux_weight: Weight of the auxiliary CE loss (mmseg: 0.4).
+        radius: Boundary GT band radius in pixels for GT generated on the fly.
+        ignore_index: Label ignored by the segmentation loss, and "inside every class" for boundary GT.
+        head_scale: Size of the SBD outputs relative to the input (1.0 = paper; 0.5 halves the full-resolution
+            side convs' cost, the GT is then resized inside the loss).
+        head_options: Extra keyword options of the head class (e.g. {"fuse_bias": True}).
+        probe_size: (H, W) of the dry-run forward that measures the taps; a multiple of the largest stride.
+        in_chans: Input channels of the model.
+        hrnet_stem: HRNet first side, "1/4" (default, official) or "1/2".
+
+    Example:
+        >>> net = SBCB(smp.DeepLabV3Plus("resnet50", encoder_weights=None, classes=19), num_classes=19)
+        >>> out = net(images)                       # train mode: SBCBOutput
+        >>> losses = net.loss(out, masks)           # {"loss_seg": ..., "loss_sbd_fuse": ..., "loss_sbd_last": ...}
+        >>> sum(losses.values()).backward()
+        >>> deployable = net.strip()                # the original smp model, no hooks, no head
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        num_classes: int,
+        sides: Sequence[str | FeatureInfo] | None = None,
+        head: str = "casenet",
+        binary: bool = False,
+        alpha: float = 5.0,
+        beta: float = 1.0,
+        fcn_aux: bool | str = False,
+        aux_weight: float = 0.4,
+        radius: float = 2.0,
+        ignore_index: int = 255,
+        head_scale: float = 1.0,
+        head_options: dict[str, Any] | None = None,
+        probe_size: tuple[int, int] = (128, 128),
+        in_chans: int = 3,
+        hrnet_stem: str = "1/4",
+    ) -> None:
+        super().__init__()
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"SBCB wraps an nn.Module, got {type(model).__name__}")
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        if head not in ("casenet", "dff", "dds"):
+            raise ValueError(f"head must be 'casenet', 'dff' or 'dds', got {head!r}")
+        if not 0.0 < head_scale <= 1.0:
+            raise ValueError(f"head_scale must be in (0, 1], got {head_scale}")
+        from sbcb.heads import build_head
+        from sbcb.heads.fcn_aux import FCNAuxHead
+
+        self.model = model
+        self.num_classes = num_classes
+        self.head_name = head
+        self.binary = binary
+        self.alpha = alpha
+        self.beta = beta
+        self.aux_weight = aux_weight
+        self.radius = radius
+        self.ignore_index = ignore_index
+        self.head_scale = head_scale
+
+        probe = {"input_size": tuple(probe_size), "in_chans": in_chans}
+        spec = None
+        if sides is None or fcn_aux is True:
+            from sbcb.adapters import find_backbone  # adapters import timm/smp/torchvision only inside functions
+
+            spec = find_backbone(model, hrnet_stem=hrnet_stem, **probe)
+        self._seg_output: Callable[[Any], Tensor] | None = spec.seg_output if spec is not None else None
+        if self._seg_output is None and type(model).__module__.startswith("torchvision.models.segmentation"):
+            from sbcb.adapters.torchvision import segmentation_output
+
+            self._seg_output = segmentation_output
+
+        if sides is None:
+            assert spec is not None
+            side_infos = default_sides(spec.levels, all_levels=head == "dds")
+        else:
+            side_infos = probe_features(model, [self._named_tap(s, spec) for s in sides], **probe)
+        if len(side_infos) < 2:
+            raise ValueError(f"an SBD head needs at least 2 sides, got {len(side_infos)}")
+        self.side_infos: list[FeatureInfo] = side_infos
+
+        aux_infos: list[FeatureInfo] = []
+        if fcn_aux is True:
+            assert spec is not None
+            aux_infos = [spec.levels[-2]]
+        elif isinstance(fcn_aux, str):
+            aux_infos = probe_features(model, [self._named_tap(fcn_aux, spec)], **probe)
+        self.aux_info: FeatureInfo | None = aux_infos[0] if aux_infos else None
+
+        options = dict(head_options or {})
+        if options.get("side_layer") == "original" and "strides" not in options:
+            options["strides"] = [info.reduction for info in side_infos]
+        self.head = build_head(head, [info.num_chs for info in side_infos], 1 if binary else num_classes, **options)
+        self.aux_head = FCNAuxHead(self.aux_info.num_chs, num_classes) if self.aux_info is not None else None
+        # Taps are plain Python objects (no parameters, no hooks until `capture()`); they never enter state_dict.
+        self._taps = FeatureTaps(model, side_infos + aux_infos)
+
+    # -- construction helpers -------------------------------------------------------------------------------------
+
+    def _named_tap(self, side: str | FeatureInfo, spec: Any) -> FeatureInfo:
+        if isinstance(side, FeatureInfo):
+            resolve_module(self.model, side.module)
+            return side
+        if not isinstance(side, str):
+            raise TypeError(f"sides entries must be module names or FeatureInfo, got {type(side).__name__}")
+        names = dict(self.model.named_modules())
+        if side not in names and spec is not None and spec.module and f"{spec.module}.{side}" in names:
+            side = f"{spec.module}.{side}"  # relative to the detected backbone
+        resolve_module(self.model, side)
+        # a known level of the same module keeps its layout flags (NHWC, HRNet branch concat)
+        for level in spec.levels if spec is not None else []:
+            if level.module == side and level.index is None:
+                return level
+        return FeatureInfo(0, 0, side)  # channels, stride and branch lists measured by the probe
+
+    # -- forward --------------------------------------------------------------------------------------------------
+
+    def seg_logits(self, output: Any) -> Tensor:
+        """Segmentation logits [B, K, H', W'] from the user model's raw forward output."""
+        if self._seg_output is not None:
+            return self._seg_output(output)
+        if not isinstance(output, Tensor):
+            raise TypeError(
+                f"the wrapped model returned {type(output).__name__}, not a logits tensor; SBCB supports models "
+                "returning [B, K, H, W] logits or torchvision-style {'out': logits} dicts"
+            )
+        return output
+
+    def forward_outputs(self, images: Tensor) -> SBCBOutput:
+        """Segmentation logits, SBD logits and auxiliary logits in one forward of the user's model (any mode).
+
+        Args:
+            images: [B, C, H, W] float, normalized as the model expects.
+
+        Returns:
+            SBCBOutput; SBD outputs at (round(H * head_scale), round(W * head_scale)).
+        """
+        if images.ndim != 4:
+            raise ValueError(f"images must be [B, C, H, W], got shape {tuple(images.shape)}")
+        with self._taps.capture() as grab:
+            raw = self.model(images)
+        features = grab()
+        n = len(self.side_infos)
+        size = (round(images.shape[-2] * self.head_scale), round(images.shape[-1] * self.head_scale))
+        sbd = self.head(features[:n], output_size=size)
+        aux = self.aux_head(features[n]) if self.aux_head is not None else None
+        return SBCBOutput(seg=self.seg_logits(raw), sbd=sbd, aux=aux)
+
+    def forward(self, images: Tensor) -> SBCBOutput | Tensor:  # type: ignore[override]
+        """Training mode: SBCBOutput. Eval mode: the segmentation logits [B, K, H', W'] only (baseline cost)."""
+        if self.training:
+            return self.forward_outputs(images)
+        return self.seg_logits(self.model(images))
+
+    # -- losses ---------------------------------------------------------------------------------------------------
+
+    def boundary_targets(
+        self, target_mask: Tensor, target_boundaries: Tensor | None = None, instance_mask: Tensor | None = None
+    ) -> Tensor:
+        """Boundary GT as bool [B, K, H, W] on the mask's device.
+
+        Args:
+            target_mask: [B, H, W] integer labels (ignore_index = ignore; other values >= K form boundaries).
+            target_boundaries: None (generate on the fly, on the device), bool/uint8 [B, K, H, W], or bit-packed
+                uint8 [B, ceil(K / 8), H, W] from `sbcb.boundaries` (bit k of byte k // 8 = class k).
+            instance_mask: Optional [B, H, W] instance ids for instance-sensitive GT generated on the fly.
+        """
+        k = self.num_classes
+        if target_boundaries is None:
+            from sbcb.boundaries import mask_to_boundaries_torch
+
+            return mask_to_boundaries_torch(
+                target_mask.long(),
+                k,
+                radius=self.radius,
+                ignore_index=self.ignore_index,
+                instance_mask=instance_mask,
+            )
+        if target_boundaries.ndim != 4 or target_boundaries.shape[0] != target_mask.shape[0]:
+            raise ValueError(
+                f"target_boundaries must be [B, K, H, W] or packed [B, ceil(K/8), H, W], got "
+                f"{tuple(target_boundaries.shape)} for a batch of {target_mask.shape[0]}"
+            )
+        channels = target_boundaries.shape[1]
+        if channels == k:
+            return target_boundaries.bool()
+        if target_boundaries.dtype == torch.uint8 and channels == math.ceil(k / 8):
+            from sbcb.boundaries import unpack_boundaries
+
+            return unpack_boundaries(target_boundaries, k)
+        raise ValueError(
+            f"target_boundaries has {channels} channels; expected K = {k} (dense) or {math.ceil(k / 8)} (packed uint8)"
+        )
+
+    def loss(
+        self,
+        outputs: SBCBOutput,
+        target_mask: Tensor,
+        target_boundaries: Tensor | None = None,
+        instance_mask: Tensor | None = None,
+    ) -> dict[str, Tensor]:
+        """Eq. 1 of the paper as a flat dict of weighted scalar float32 losses; sum all values to train.
+
+        Args:
+            outputs: What a training forward returned.
+            target_mask: [B, H, W] integer labels. For the CE term, values outside 0..K-1 count as ignore.
+            target_boundaries: See `boundary_targets`; None = generated on the fly from `target_mask`.
+            instance_mask: Optional [B, H, W] instance ids (on-the-fly, instance-sensitive GT).
+
+        Returns:
+            {"loss_seg", "loss_sbd_fuse", "loss_sbd_last" | "loss_sbd_side1".. , "loss_aux" (with fcn_aux)}.
+        """
+        from sbcb.losses import sbd_loss_terms
+
+        if not isinstance(outputs, SBCBOutput):
+            raise TypeError("loss() takes the SBCBOutput of a training-mode forward (call model.train() first)")
+        if target_mask.ndim != 3:
+            raise ValueError(f"target_mask must be [B, H, W], got shape {tuple(target_mask.shape)}")
+        mask = target_mask.long()
+        ce_target = torch.where((mask >= 0) & (mask < self.num_classes), mask, torch.full_like(mask, self.ignore_index))
+        losses = {"loss_seg": self._cross_entropy(outputs.seg, ce_target)}
+        boundaries = self.boundary_targets(mask, target_boundaries, instance_mask)
+        losses.update(
+            sbd_loss_terms(
+                outputs.sbd, boundaries, head=self.head_name, alpha=self.alpha, beta=self.beta, binary=self.binary
+            )
+        )
+        if outputs.aux is not None:
+            losses["loss_aux"] = self.aux_weight * self._cross_entropy(outputs.aux, ce_target)
+        return losses
+
+    def losses(
+        self,
+        images: Tensor,
+        target_mask: Tensor,
+        target_boundaries: Tensor | None = None,
+        instance_mask: Tensor | None = None,
+    ) -> dict[str, Tensor]:
+        """`loss(forward_outputs(images), ...)` in one call (not through DDP's forward; see the module docstring)."""
+        return self.loss(self.forward_outputs(images), target_mask, target_boundaries, instance_mask)
+
+    def _cross_entropy(self, logits: Tensor, target: Tensor) -> Tensor:
+        if logits.shape[-2:] != target.shape[-2:]:
+            logits = F.interpolate(logits, size=target.shape[-2:], mode="bilinear", align_corners=False)
+        return F.cross_entropy(logits.float(), target, ignore_index=self.ignore_index)
+
+    # -- strip ----------------------------------------------------------------------------------------------------
+
+    def strip(self) -> nn.Module:
+        """The original model object, exactly as passed in: no hooks, no SBD or auxiliary head.
+
+        Its `state_dict()` keys, parameter count and outputs equal those of the same model never wrapped.
+        """
+        if self._taps.active:
+            raise RuntimeError("strip() called during a forward")
+        return self.model
+
+    def extra_repr(self) -> str:
+        sides = ", ".join(f"{i.name}({i.num_chs}ch, 1/{i.reduction})" for i in self.side_infos)
+        aux = f", fcn_aux={self.aux_info.name}" if self.aux_info is not None else ""
+        return f"head={self.head_name}, num_classes={self.num_classes}, binary={self.binary}, sides=[{sides}]{aux}"
+
+
+def convert_sync_batchnorm(module: nn.Module, device: torch.device | str) -> nn.Module:
+    """BatchNorm -> SyncBatchNorm, but only when training distributed on CUDA (spec §5.9).
+
+    SyncBatchNorm fails on the CPU and is pointless in a single process, so in every other case the module is
+    returned unchanged.
+
+    Args:
+        module: Model (wrapper or stripped model).
+        device: The device the model trains on.
+
+    Returns:
+        The converted module, or `module` itself.
+    """
+    device = torch.device(device)
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    if device.type != "cuda" or not distributed or torch.distributed.get_world_size() < 2:
+        return module
+    return nn.SyncBatchNorm.convert_sync_batchnorm(module)
