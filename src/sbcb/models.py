@@ -1,0 +1,171 @@
+"""Model factory from strings (the CLI and checkpoints): a segmentor, optionally wrapped with an SBD head.
+
+The segmentor is either an smp architecture (``arch="deeplabv3plus", encoder="resnet18"``, always built with
+``encoder_weights=None``: nothing is downloaded) or any Python factory given as ``"package.module:function"``,
+called as ``function(num_classes=K, **factory_kwargs)``. `build_model` takes only plain JSON-able keyword
+arguments, and those kwargs are what checkpoints store, so `sbcb.train.load_model` rebuilds a model with no
+config file.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from torch import nn
+
+HEADS = ("casenet", "dff", "dds", "none")
+BACKBONE_TRICKS = ("none", "hed", "seg")
+
+# smp architecture names accepted by `--arch` (lower case) -> smp class name.
+SMP_ARCHS = {
+    "deeplabv3plus": "DeepLabV3Plus",
+    "deeplabv3": "DeepLabV3",
+    "fpn": "FPN",
+    "unet": "Unet",
+    "unetplusplus": "UnetPlusPlus",
+    "pspnet": "PSPNet",
+    "pan": "PAN",
+    "linknet": "Linknet",
+    "manet": "MAnet",
+    "upernet": "UPerNet",
+    "segformer": "Segformer",
+    "dpt": "DPT",
+}
+
+
+def _import_factory(path: str) -> Any:
+    module_name, _, attr = path.partition(":")
+    if not module_name or not attr:
+        raise ValueError(f"a model factory path looks like 'package.module:function', got {path!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ValueError(f"can't import {module_name!r} for --arch {path!r}: {e}") from e
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise ValueError(f"module {module_name!r} has no attribute {attr!r} (from --arch {path!r})") from None
+
+
+def build_segmentor(
+    arch: str,
+    *,
+    num_classes: int,
+    encoder: str | None = "resnet18",
+    encoder_depth: int | None = None,
+    output_stride: int | None = None,
+    factory_kwargs: Mapping[str, Any] | None = None,
+) -> nn.Module:
+    """The plain segmentation model (no SBD head).
+
+    Args:
+        arch: An smp architecture name (see `SMP_ARCHS`) or ``"module:function"``.
+        num_classes: K.
+        encoder: smp encoder name (``resnet18``, ``resnet50``, ``tu-<timm model>``, ``mit_b0``, ...).
+        encoder_depth: smp ``encoder_depth`` (None = smp's default).
+        output_stride: smp ``encoder_output_stride`` for the DeepLab family (None = smp's default; paper: 8).
+        factory_kwargs: Extra keyword arguments for an smp model or a Python factory.
+
+    Returns:
+        A module mapping [B, 3, H, W] to [B, K, H, W] logits.
+    """
+    extra = dict(factory_kwargs or {})
+    if ":" in arch:
+        model = _import_factory(arch)(num_classes=num_classes, **extra)
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"{arch} returned a {type(model).__name__}, expected an nn.Module")
+        return model
+    key = arch.lower().replace("-", "").replace("_", "")
+    if key not in SMP_ARCHS:
+        raise ValueError(
+            f"unknown --arch {arch!r}; use one of {', '.join(SMP_ARCHS)} (smp) or a 'module:function' factory"
+        )
+    try:
+        import segmentation_models_pytorch as smp
+    except ImportError as e:
+        raise ImportError('smp architectures need the smp extra: pip install "sbcb[smp]"') from e
+    kwargs: dict[str, Any] = {"encoder_name": encoder, "encoder_weights": None, "classes": num_classes}
+    if encoder_depth is not None:
+        kwargs["encoder_depth"] = encoder_depth
+    if output_stride is not None:
+        kwargs["encoder_output_stride"] = output_stride
+    kwargs.update(extra)
+    return getattr(smp, SMP_ARCHS[key])(**kwargs)
+
+
+def build_model(
+    *,
+    arch: str = "deeplabv3plus",
+    num_classes: int,
+    encoder: str | None = "resnet18",
+    encoder_depth: int | None = None,
+    output_stride: int | None = None,
+    sbcb_head: str = "casenet",
+    bbcb: bool = False,
+    fcn_aux: bool = False,
+    sides: Sequence[str] | None = None,
+    backbone_trick: str = "none",
+    factory_kwargs: Mapping[str, Any] | None = None,
+) -> nn.Module:
+    """Build a segmentor and, unless ``sbcb_head="none"`` without ``bbcb``/``fcn_aux``, wrap it with `sbcb.SBCB`.
+
+    Args:
+        arch, num_classes, encoder, encoder_depth, output_stride, factory_kwargs: See `build_segmentor`.
+        sbcb_head: ``casenet`` | ``dff`` | ``dds`` | ``none`` (the baseline).
+        bbcb: Binary boundary head instead of the semantic one (paper §5.4; CASENet with K = 1).
+        fcn_aux: Add the FCN auxiliary head (paper Tab. 4/5 comparison rows).
+        sides: Explicit side taps (module names); default: chosen from the backbone (spec §5.1).
+        backbone_trick: ``hed`` (edge-detection strides) | ``seg`` | ``none`` (paper §5.7), applied before wrapping.
+
+    Returns:
+        The model; ``model(images)`` gives [B, K, H, W] logits in eval mode.
+    """
+    if sbcb_head not in HEADS:
+        raise ValueError(f"unknown --sbcb-head {sbcb_head!r}; use one of {', '.join(HEADS)}")
+    if backbone_trick not in BACKBONE_TRICKS:
+        raise ValueError(f"unknown --backbone-trick {backbone_trick!r}; use one of {', '.join(BACKBONE_TRICKS)}")
+    model = build_segmentor(
+        arch,
+        num_classes=num_classes,
+        encoder=encoder,
+        encoder_depth=encoder_depth,
+        output_stride=output_stride,
+        factory_kwargs=factory_kwargs,
+    )
+    if backbone_trick != "none":
+        from sbcb.backbone_trick import apply_backbone_trick
+
+        model = apply_backbone_trick(model, backbone_trick) or model
+    if sbcb_head == "none" and not bbcb and not fcn_aux:
+        return model
+    from sbcb.wrapper import SBCB
+
+    head = "casenet" if (bbcb and sbcb_head == "none") else sbcb_head
+    return SBCB(
+        model,
+        num_classes=num_classes,
+        head=None if head == "none" else head,
+        binary=bbcb,
+        fcn_aux=fcn_aux,
+        sides=list(sides) if sides else None,
+    )
+
+
+def stripped_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The `build_model` kwargs of the same model without any auxiliary head (what `strip()` returns)."""
+    out = dict(kwargs)
+    out.update(sbcb_head="none", bbcb=False, fcn_aux=False, sides=None)
+    return out
+
+
+def model_spec(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``"model"`` entry of a checkpoint: how `sbcb.train.load_model` rebuilds the model."""
+    return {"name": "sbcb.models.build_model", "kwargs": dict(kwargs)}
+
+
+def strip_model(model: nn.Module) -> nn.Module:
+    """The deployable segmentor: ``model.strip()`` for an SBCB wrapper, the model itself otherwise."""
+    strip = getattr(model, "strip", None)
+    return strip() if callable(strip) else model

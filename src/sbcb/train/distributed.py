@@ -1,0 +1,136 @@
+"""Distributed helpers for torchrun: process-group set-up, rank queries and metric reduction.
+
+Under ``torchrun`` the environment carries ``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``, ``MASTER_ADDR`` and
+``MASTER_PORT``. `init_distributed` picks **nccl** when CUDA is available and **gloo** otherwise; without those
+variables everything runs as a single process and the helpers below become no-ops.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Where this process sits in the job."""
+
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        """Only the main process (rank 0) writes files and prints progress."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def init_distributed(*, device: str | None = None, timeout_s: float = 600.0) -> DistInfo:
+    """Initialise the process group from the torchrun environment (no-op without it).
+
+    Args:
+        device: ``"cpu"``, ``"cuda"`` or ``None`` (CUDA when available). Each rank uses ``cuda:LOCAL_RANK``.
+        timeout_s: Collective timeout.
+
+    Returns:
+        The `DistInfo` of this process.
+    """
+    import datetime
+
+    want_cuda = torch.cuda.is_available() if device is None else device.startswith("cuda")
+    if want_cuda and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was asked for, but torch.cuda.is_available() is False")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if want_cuda:
+        dev = torch.device("cuda", local_rank)
+        torch.cuda.set_device(dev)
+    else:
+        dev = torch.device("cpu")
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if want_cuda else "gloo", timeout=datetime.timedelta(seconds=timeout_s))
+    return DistInfo(rank=rank, local_rank=local_rank, world_size=world, device=dev)
+
+
+def cleanup_distributed() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def is_dist() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def get_rank() -> int:
+    return dist.get_rank() if is_dist() else 0
+
+
+def get_world_size() -> int:
+    return dist.get_world_size() if is_dist() else 1
+
+
+def barrier() -> None:
+    if is_dist():
+        dist.barrier()
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum a tensor over ranks (in place, also returned). float64/int64 sums are exact for counts.
+
+    gloo reduces CPU tensors and nccl CUDA ones, so the tensor is moved to the backend's device and back.
+    """
+    if not is_dist():
+        return tensor
+    backend = dist.get_backend()
+    work = tensor
+    if backend == "nccl" and not tensor.is_cuda:
+        work = tensor.cuda()
+    elif backend == "gloo" and tensor.is_cuda:
+        work = tensor.cpu()
+    dist.all_reduce(work, op=dist.ReduceOp.SUM)
+    if work is not tensor:
+        tensor.copy_(work)
+    return tensor
+
+
+def all_gather_object(obj: object) -> list[object]:
+    """Every rank's ``obj`` (a picklable value), in rank order; ``[obj]`` when not distributed."""
+    if not is_dist():
+        return [obj]
+    out: list[object] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def broadcast_object(obj: object, *, src: int = 0) -> object:
+    if not is_dist():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+def maybe_convert_sync_bn(model: torch.nn.Module, info: DistInfo) -> torch.nn.Module:
+    """BatchNorm -> SyncBatchNorm only for distributed CUDA training (SyncBN raises on CPU modules)."""
+    if info.distributed and info.device.type == "cuda":
+        return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return model
+
+
+def wrap_ddp(model: torch.nn.Module, info: DistInfo) -> torch.nn.Module:
+    """Wrap in DistributedDataParallel when the job has more than one process; else return ``model``."""
+    if not info.distributed:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [info.device.index] if info.device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=ids)
