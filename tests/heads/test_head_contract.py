@@ -1,0 +1,109 @@
+"""Contract tests over every registered head: shapes, gradients, config round trip, input errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from sbcb.heads import HEADS, CASENetHead, DDSHead, DFFHead, build_head, list_heads
+
+# Tiny pyramid: side i has 3 + i channels at a resolution that halves per side (min 2 px), like a backbone's.
+OUTPUT_SIZE = (12, 10)  # non-square, so a swapped H/W shows up
+
+
+def make_features(n: int, batch: int = 2, *, requires_grad: bool = False) -> tuple[list[int], list[torch.Tensor]]:
+    channels = [3 + i for i in range(n)]
+    feats = []
+    for i, c in enumerate(channels):
+        h, w = max(OUTPUT_SIZE[0] >> (i + 1), 2), max(OUTPUT_SIZE[1] >> (i + 1), 2)
+        feats.append(torch.randn(batch, c, h, w, requires_grad=requires_grad))
+    return channels, feats
+
+
+def expected_channels(name: str, n: int, k: int) -> dict[str, int]:
+    if name == "dds":
+        return {**{f"side{i}": 1 for i in range(1, n)}, f"side{n}": k, "fuse": k}
+    return {"fuse": k, "last": k}
+
+
+def test_registry_names():
+    assert list_heads() == ["casenet", "dds", "dff"]
+    assert HEADS["casenet"] is CASENetHead and HEADS["dff"] is DFFHead and HEADS["dds"] is DDSHead
+
+
+@pytest.mark.parametrize("name", ["casenet", "dff", "dds"])
+@pytest.mark.parametrize("k", [1, 2, 19, 150])
+@pytest.mark.parametrize("n", [2, 3, 4, 5, 6])
+def test_output_shapes(name, n, k):
+    channels, feats = make_features(n)
+    head = build_head(name, channels, k)
+    out = head(feats, OUTPUT_SIZE)
+    assert {key: tuple(v.shape) for key, v in out.items()} == {
+        key: (2, c, *OUTPUT_SIZE) for key, c in expected_channels(name, n, k).items()
+    }
+    assert all(torch.isfinite(v).all() for v in out.values())
+
+
+@pytest.mark.parametrize("name", ["casenet", "dff", "dds"])
+@pytest.mark.parametrize("n", [2, 4, 6])
+def test_gradients_reach_every_feature_and_parameter(name, n):
+    channels, feats = make_features(n, requires_grad=True)
+    head = build_head(name, channels, 3)
+    out = head(feats, OUTPUT_SIZE)
+    # A random projection, not a plain sum: BN makes the sum of a normalised map's gradient vanish.
+    loss = sum((v * torch.randn_like(v)).sum() for v in out.values())
+    loss.backward()
+    for i, f in enumerate(feats):
+        assert f.grad is not None and f.grad.abs().sum() > 0, f"side {i + 1} gets no gradient"
+    for pname, p in head.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, f"{pname} gets no gradient"
+
+
+@pytest.mark.parametrize("name", ["casenet", "dff", "dds"])
+@pytest.mark.parametrize("size", [(6, 5), (3, 2), (24, 20)])
+def test_any_output_size(name, size):
+    """Reduced (half, quarter) and enlarged output sizes all work; output follows the request exactly."""
+    channels, feats = make_features(4)
+    out = build_head(name, channels, 2)(feats, size)
+    assert all(tuple(v.shape[-2:]) == size for v in out.values())
+
+
+@pytest.mark.parametrize("name", ["casenet", "dff", "dds"])
+def test_config_is_json_and_rebuilds_an_equal_head(name):
+    channels, feats = make_features(3)
+    head = build_head(name, channels, 4, side_layer="original", strides=[2, 4, 8])
+    config = json.loads(json.dumps(head.config))  # plain JSON types only
+    rebuilt = build_head(head.name, **config)
+    rebuilt.load_state_dict(head.state_dict())  # same keys and shapes
+    head.eval(), rebuilt.eval()
+    a, b = head(feats, OUTPUT_SIZE), rebuilt(feats, OUTPUT_SIZE)
+    assert all(torch.equal(a[key], b[key]) for key in a)
+
+
+def test_build_head_drops_none_options():
+    head = build_head("casenet", [4, 8], 3, fuse_bias=None, side_layer=None)
+    assert head.config["fuse_bias"] is False and head.config["side_layer"] == "sbcb"
+
+
+@pytest.mark.parametrize("name", ["casenet", "dff", "dds"])
+def test_input_errors_say_what_to_fix(name):
+    channels, feats = make_features(3)
+    head = build_head(name, channels, 2)
+    with pytest.raises(ValueError, match="3 sides but got 2"):
+        head(feats[:2], OUTPUT_SIZE)
+    with pytest.raises(ValueError, match=r"feature 1 \(side 2\) must be \[B, 4"):
+        head([feats[0], feats[0], feats[2]], OUTPUT_SIZE)
+    with pytest.raises(ValueError, match="at least"):
+        head(feats, (1, 10))
+    with pytest.raises(ValueError, match="N >= 2"):
+        build_head(name, [8], 2)
+    with pytest.raises(ValueError, match="needs strides"):
+        build_head(name, channels, 2, side_layer="original")
+    with pytest.raises(ValueError, match="side_layer must be one of"):
+        build_head(name, channels, 2, side_layer="deconv")
+    with pytest.raises(TypeError):
+        build_head(name, channels, 2, fuse_bais=True)  # typos are not swallowed
+    with pytest.raises(ValueError, match="unknown SBD head"):
+        build_head("hed", channels, 2)
