@@ -19,6 +19,7 @@ import sbcb
 
 # Subcommand modules, in the order `sbcb --help` lists them.
 COMMANDS: list[str] = [
+    "sbcb.cli.demo",
     "sbcb.cli.info",
     "sbcb.cli.check_data",
 ]
