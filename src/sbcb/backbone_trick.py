@@ -139,8 +139,7 @@ def mod_convnext(model: nn.Module) -> nn.Module:
 
 
 def mod_mit(model: nn.Module) -> nn.Module:
-    """Mod MiT (SegFormer encoder, e.g. smp `mit_b0`): patch-embed strides [2, 2, 2, 2] instead of [4, 2, 2, 2].
-    """
+    """Mod MiT (SegFormer encoder, e.g. smp `mit_b0`): patch-embed strides [2, 2, 2, 2] instead of [4, 2, 2, 2]."""
     conv = _first_conv(model)
     if tuple(conv.kernel_size) != (7, 7):
         raise ValueError(f"expected the MiT 7x7 overlapping patch embedding, found kernel {tuple(conv.kernel_size)}")
