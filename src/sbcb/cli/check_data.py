@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
         count, problems = check_split(args.dataset, args.root, split, workers=args.workers)
         total_problems += len(problems)
         if problems:
-            print(f"{args.dataset}/{split}: {len(problems)} problem(s) in {count} sample(s):")
+            print(f"{args.dataset}/{split}: {len(problems)} problem(s), {count} sample(s) scanned:")
             for p in problems:
                 print("  - " + p.replace("\n", "\n    "))
         else:

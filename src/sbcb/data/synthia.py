@@ -110,8 +110,8 @@ class Synthia(PairedFileDataset):
             self._check_split(split)
             self.samples = self._pair(self.root / "RGB", self.root / "GT" / "LABELS")
             if split != "all":
-                wanted = [Path(line.split()[0]).stem for line in (self.root / f"{split}.txt").read_text().split("\n")]
-                wanted = [w for w in wanted if w]
+                lines = (self.root / f"{split}.txt").read_text().splitlines()
+                wanted = [Path(line.split()[0]).stem for line in lines if line.strip()]
                 have = {s["name"] for s in self.samples}
                 unknown = [w for w in wanted if w not in have]
                 if unknown:
