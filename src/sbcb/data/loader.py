@@ -62,7 +62,8 @@ def worker_init_fn(worker_id: int) -> None:
     """Per-worker set-up: one OpenCV thread (workers already run in parallel) and distinct numpy/random seeds.
 
     PyTorch seeds each worker's torch generator with `base_seed + worker_id`; numpy and `random` are seeded from
-    it so that augmentations differ between workers and epochs but repeat for the same DataLoader seed.
+    it (as the PyTorch docs recommend; recent PyTorch also does this itself) so that augmentations differ between
+    workers and epochs but repeat for the same DataLoader seed.
     """
     import cv2
 
