@@ -208,6 +208,19 @@ class SBCB(nn.Module):
         aux = self.aux_head(features[n]) if self.aux_head is not None else None
         return SBCBOutput(seg=self.seg_logits(raw), sbd=sbd, aux=aux)
 
+    def extract_features(self, images: Tensor) -> list[Tensor]:
+        """The tapped side features (then the FCN-aux feature, if any), NCHW, from one forward of the user's model.
+
+        Args:
+            images: [B, C, H, W].
+
+        Returns:
+            One [B, C_i, H / r_i, W / r_i] tensor per entry of `side_infos` (+ `aux_info`).
+        """
+        with self._taps.capture() as grab:
+            self.model(images)
+        return grab()
+
     def forward(self, images: Tensor) -> SBCBOutput | Tensor:  # type: ignore[override]
         """Training mode: SBCBOutput. Eval mode: the segmentation logits [B, K, H', W'] only (baseline cost)."""
         if self.training:
