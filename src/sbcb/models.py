@@ -117,7 +117,8 @@ def build_model(
         bbcb: Binary boundary head instead of the semantic one (paper §5.4; CASENet with K = 1).
         fcn_aux: Add the FCN auxiliary head (paper Tab. 4/5 comparison rows).
         sides: Explicit side taps (module names); default: chosen from the backbone (spec §5.1).
-        backbone_trick: ``hed`` (edge-detection strides) | ``seg`` | ``none`` (paper §5.7), applied before wrapping.
+        backbone_trick: ``hed`` (edge-detection strides) | ``seg`` (d8 segmentation strides) | ``none``
+            (paper §5.7), applied to a ResNet encoder before wrapping; parameters are unchanged.
 
     Returns:
         The model; ``model(images)`` gives [B, K, H, W] logits in eval mode.
@@ -135,18 +136,19 @@ def build_model(
         factory_kwargs=factory_kwargs,
     )
     if backbone_trick != "none":
-        from sbcb.backbone_trick import apply_backbone_trick
+        from sbcb.backbone_trick import resnet_variant
 
-        model = apply_backbone_trick(model, backbone_trick) or model
+        model = resnet_variant(model, "hed" if backbone_trick == "hed" else "segmentation")
     if sbcb_head == "none" and not bbcb and not fcn_aux:
         return model
     from sbcb.wrapper import SBCB
 
-    head = "casenet" if (bbcb and sbcb_head == "none") else sbcb_head
+    if sbcb_head == "none" and fcn_aux and not bbcb:
+        raise ValueError("--fcn-aux rides on the SBCB wrapper: combine it with --sbcb-head or --bbcb")
     return SBCB(
         model,
         num_classes=num_classes,
-        head=None if head == "none" else head,
+        head="casenet" if sbcb_head == "none" else sbcb_head,
         binary=bbcb,
         fcn_aux=fcn_aux,
         sides=list(sides) if sides else None,

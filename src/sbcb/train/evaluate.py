@@ -162,17 +162,26 @@ def predict_logits(
 
 
 def sbd_probabilities(model: nn.Module, images: torch.Tensor) -> torch.Tensor | None:
-    """Sigmoid of the SBD head's ``fuse`` output [B, K, H, W], or None when the model has no SBD head.
+    """Sigmoid of the SBD head's ``fuse`` output [B, K, H, W] at the image size, or None without an SBD head.
 
-    Works on an `sbcb.SBCB` wrapper; a stripped or baseline model returns None.
+    Works on an `sbcb.SBCB` wrapper (its ``forward_outputs``); a stripped or baseline model gives None.
     """
-    fn = getattr(model, "forward_sbd", None)
+    fn = getattr(model, "forward_outputs", None)
     if fn is None or getattr(model, "head", None) is None:
         return None
-    out = fn(images)
-    if isinstance(out, Mapping):
-        out = out["fuse"]
-    return torch.sigmoid(out.float())
+    fuse = fn(images).sbd["fuse"].float()
+    if fuse.shape[-2:] != images.shape[-2:]:  # head_scale < 1
+        fuse = F.interpolate(fuse, size=images.shape[-2:], mode="bilinear", align_corners=False)
+    return torch.sigmoid(fuse)
+
+
+def dense_boundaries(boundaries: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """bool [B, K, H, W] from dense [B, K, H, W] or bit-packed uint8 [B, ceil(K/8), H, W] boundary targets."""
+    if boundaries.shape[1] == num_classes:  # dense (for K = 1 the packed layout is the same: bit 0 = class 0)
+        return boundaries.bool()
+    from sbcb.boundaries import unpack_boundaries
+
+    return unpack_boundaries(boundaries, num_classes).bool()
 
 
 @torch.no_grad()
@@ -259,9 +268,7 @@ def evaluate(
         if sbd and batch.get("boundaries") is not None:
             probs = sbd_probabilities(model, images)
             if probs is not None:
-                from sbcb.train.loop import prepare_batch
-
-                _, _, gt = prepare_batch(batch, device, num_classes=num_classes)
+                gt = dense_boundaries(batch["boundaries"], num_classes)
                 if sbd_eval is None:
                     sbd_eval = _make_sbd_evaluator(num_classes, sbd_thresholds)
                 for p, g in zip(probs.cpu().numpy(), gt.bool().cpu().numpy()):

@@ -115,14 +115,20 @@ def seed_everything(seed: int) -> None:
 
 
 def set_deterministic(enabled: bool) -> None:
-    """Ask torch for deterministic kernels (warn, don't fail, where none exists)."""
+    """Ask torch for deterministic kernels (warn, don't fail, where none exists).
+
+    Only touched when needed: `torch.use_deterministic_algorithms` imports torch's compiler stack (seconds).
+    CPU training is deterministic without it for a fixed thread count.
+    """
     import os
 
     if enabled:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(enabled, warn_only=True)
-    torch.backends.cudnn.deterministic = enabled
-    torch.backends.cudnn.benchmark = not enabled
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+    elif torch.are_deterministic_algorithms_enabled():
+        torch.use_deterministic_algorithms(False)
 
 
 def build_optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
@@ -132,13 +138,14 @@ def build_optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Op
 
 
 def prepare_batch(
-    batch: Mapping[str, Any], device: torch.device, *, num_classes: int
+    batch: Mapping[str, Any], device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Move a collated batch to the device; unpack bit-packed boundaries there.
+    """Move a collated batch to the device.
 
     Returns:
-        images float [B, 3, H, W]; labels int64 [B, H, W] (255 = ignore); boundaries uint8 [B, K, H, W] in {0, 1}
-        or None when the batch has none (the wrapper then builds them on the device).
+        images float [B, 3, H, W]; labels int64 [B, H, W] (255 = ignore); boundaries as the dataset made them
+        (bit-packed uint8 [B, ceil(K/8), H, W] or dense [B, K, H, W]; the wrapper's loss unpacks them on the
+        device) or None when the batch has none (the wrapper then builds them on the device).
     """
     non_blocking = device.type == "cuda"
     images = batch["image"].to(device, non_blocking=non_blocking).float()
@@ -146,10 +153,6 @@ def prepare_batch(
     boundaries = batch.get("boundaries")
     if boundaries is not None:
         boundaries = boundaries.to(device, non_blocking=non_blocking)
-        if boundaries.dim() == 4 and boundaries.shape[1] != num_classes:
-            from sbcb.boundaries import unpack_boundaries
-
-            boundaries = unpack_boundaries(boundaries, num_classes)
     return images, labels, boundaries
 
 
@@ -219,7 +222,10 @@ class _Logger:
                         w.writerows(kept)
                 else:
                     path.unlink()
-        if tensorboard:
+        import importlib.util
+
+        # Check before importing: a failing `torch.utils.tensorboard` import costs seconds.
+        if tensorboard and importlib.util.find_spec("tensorboard") is not None:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
@@ -309,6 +315,8 @@ def train(
     per_rank = settings.batch_size // info.world_size
     set_deterministic(settings.deterministic)
     manager = CheckpointManager(out_dir, keep_last=settings.keep_last)
+    if info.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
 
     model = D.maybe_convert_sync_bn(model, info).to(device)
     optimizer = build_optimizer(model, settings)
@@ -389,7 +397,7 @@ def train(
         for step in range(start_step, settings.iters):
             schedule.set_step(step)
             batch = next(data_iter)
-            images, labels, boundaries = prepare_batch(batch, device, num_classes=num_classes)
+            images, labels, boundaries = prepare_batch(batch, device)
             with _autocast(device, settings.amp):
                 outputs = ddp_model(images)
             losses = compute_losses(model, outputs, labels, boundaries, ignore_index=ignore_index)
