@@ -219,3 +219,24 @@ def test_missing_split_lists_expected_and_found(tmp_path):
     (tmp_path / "leftImg8bit" / "train").mkdir(parents=True)
     with pytest.raises(DataError, match=r"missing folder\(s\).*gtFine/val.*found: .*leftImg8bit/train"):
         Cityscapes(tmp_path, "val")
+
+
+@pytest.mark.parametrize("ego_label_id", [3, 1])
+def test_round_trip_of_synthetic_cityscapes_writer(tmp_path, ego_label_id):
+    synthetic = pytest.importorskip("sbcb.data.synthetic")
+    src = synthetic.SyntheticStreets(2, size=(32, 64), seed=1, split="train")
+    synthetic.write_cityscapes(src, tmp_path, ego_label_id=ego_label_id)
+    ds = Cityscapes(tmp_path, "train")
+    to_train = np.full(256, 255, np.uint8)
+    to_train[: len(synthetic.CITYSCAPES_TRAIN_IDS)] = synthetic.CITYSCAPES_TRAIN_IDS
+    # the ignore band: labelId 3 stays ignored (255); labelId 1 ("ego vehicle") is a boundary-forming void (254)
+    to_train[255] = 255 if ego_label_id == 3 else 254
+    for i in range(2):
+        a, b = src[i], ds[i]
+        np.testing.assert_array_equal(b["image"], a["image"])
+        np.testing.assert_array_equal(b["label"], to_train[a["label"]])
+        # same instance partition (ids renumbered): pixel pairs agree on "same instance"
+        ia, ib = a["instance"].ravel(), b["instance"].ravel()
+        assert ((ia > 0) == (ib > 0)).all()
+        pairs = set(zip(ia[ia > 0].tolist(), ib[ib > 0].tolist()))
+        assert len(pairs) == len(set(ia[ia > 0].tolist())) == len(set(ib[ib > 0].tolist()))
