@@ -1,0 +1,51 @@
+"""`sbcb demo`: files written, their content, and clear errors for bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sbcb.cli.main import main
+from sbcb.data.synthetic import SyntheticStreets
+from sbcb.viz import colorize, read_png
+
+
+def test_demo_writes_side_by_side_pngs(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--num-samples", "2", "--size", "32", "64", "--seed", "4"]) == 0
+    printed = capsys.readouterr().out
+    files = sorted(out.glob("*.png"))
+    assert [f.name for f in files] == ["val_000000.png", "val_000001.png"]
+    ds = SyntheticStreets(2, size=(32, 64), seed=4, split="val")
+    for i, f in enumerate(files):
+        assert str(f) in printed
+        picture = read_png(f)
+        assert picture.shape == (32, 3 * 64 + 2 * 4, 3)  # three panels, two 4-px gaps
+        np.testing.assert_array_equal(picture[:, :64], ds[i]["image"])
+        np.testing.assert_array_equal(picture[:, 68:132], colorize(ds[i]["label"], ds.info.colors))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--num-samples", "0"], "--num-samples must be at least 1"),
+        (["--num-samples", "-2"], "--num-samples must be at least 1"),
+        (["--size", "-32", "64"], "--size H W must both be at least"),
+        (["--size", "32", "0"], "--size H W must both be at least"),
+        (["--seed", "-1"], "--seed must be a non-negative"),
+    ],
+)
+def test_demo_bad_input_is_a_clear_error(tmp_path, capsys, args, message):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), *args]) == 2
+    err = capsys.readouterr().err
+    assert "sbcb demo: error:" in err and message in err
+    assert not out.exists()  # nothing written
+
+
+def test_demo_out_pointing_at_a_file(tmp_path, capsys):
+    f = tmp_path / "taken.png"
+    f.write_bytes(b"not a folder")
+    assert main(["demo", "--out", str(f)]) == 2
+    assert "is an existing file" in capsys.readouterr().err
+    assert f.read_bytes() == b"not a folder"
