@@ -17,22 +17,14 @@ The label table below is written from the public Cityscapes label definition (ci
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from sbcb.data.base import DatasetInfo
-from sbcb.data.validation import (
-    check_folders,
-    check_label_values,
-    check_not_empty,
-    check_same_size,
-    format_names,
-    pair_by_name,
-    raise_problems,
-    read_image,
-    read_label,
-)
+from sbcb.data.folder import PairedFileDataset
+from sbcb.data.validation import check_folders, check_label_values, format_names, pair_by_name, read_label
 
 IGNORE = 255
 VOID = 254
@@ -117,7 +109,7 @@ def instance_ids_to_instances(instance_ids: np.ndarray) -> np.ndarray:
     return out
 
 
-class Cityscapes:
+class Cityscapes(PairedFileDataset):
     """Cityscapes fine annotations (2975 train / 500 val / 1525 test images at 1024x2048).
 
     Args:
@@ -146,15 +138,11 @@ class Cityscapes:
         validate: bool = True,
         strict: bool = True,
     ) -> None:
-        self.root = Path(root)
-        self.split = split
+        super().__init__(root, split, validate=validate)
         self.instances = instances
         self.use_train_ids_file = use_train_ids_file
-        self.validate = validate
-        self.info = CITYSCAPES_INFO if not use_train_ids_file else _replace_void(CITYSCAPES_INFO)
-        self.problems: list[str] = []
-        if split not in self.SPLITS:
-            raise_problems([f"cityscapes: unknown split {split!r}; expected one of {', '.join(self.SPLITS)}."])
+        self.info = CITYSCAPES_INFO if not use_train_ids_file else replace(CITYSCAPES_INFO, void_index=None)
+        self._check_split(split)
         image_dir = self.root / "leftImg8bit" / split
         label_dir = self.root / "gtFine" / split
         self.problems += check_folders(
@@ -163,7 +151,6 @@ class Cityscapes:
             dataset="cityscapes",
             hint="Unpack leftImg8bit_trainvaltest.zip and gtFine_trainvaltest.zip into the same root.",
         )
-        self.samples: list[dict[str, Path]] = []
         if not self.problems:
             label_suffix = "_gtFine_labelTrainIds.png" if use_train_ids_file else "_gtFine_labelIds.png"
             images = _by_name(image_dir, "_leftImg8bit.png")
@@ -172,63 +159,33 @@ class Cityscapes:
                 images, labels, dataset="cityscapes", image_dir=image_dir, label_dir=f"{label_dir} (*{label_suffix})"
             )
             self.problems += problems
+            self.samples = [{"name": n, "image": images[n], "label": labels[n]} for n in names]
             if instances:
                 inst = _by_name(label_dir, "_gtFine_instanceIds.png")
-                missing = [str(labels[n]) for n in names if n not in inst]
+                missing = [str(s["label"]) for s in self.samples if s["name"] not in inst]
                 if missing:
                     self.problems.append(
                         f"cityscapes: {len(missing)} label(s) have no *_gtFine_instanceIds.png next to them: "
                         f"{format_names(missing)}. "
                         "Add the instance files or pass instances=False (non-instance-sensitive boundaries)."
                     )
-                names = [n for n in names if n in inst]
-            for n in names:
-                sample = {"image": images[n], "label": labels[n]}
-                if instances:
-                    sample["instance"] = inst[n]
-                self.samples.append({"name": n, **sample})
-            if not self.problems:
-                self.problems += check_not_empty(
-                    len(self.samples), dataset="cityscapes", where=image_dir, pattern="{city}/*_leftImg8bit.png"
-                )
-        if strict:
-            raise_problems(self.problems)
+                self.samples = [{**s, "instance": inst[s["name"]]} for s in self.samples if s["name"] in inst]
+        self._finish(strict=strict, where=image_dir, pattern="{city}/*_leftImg8bit.png")
 
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, index: int) -> dict:
-        s = self.samples[index]
-        image = read_image(s["image"])
-        raw = read_label(s["label"])
-        if self.validate:
-            check_same_size(image, raw, image_path=s["image"], label_path=s["label"])
-            if self.use_train_ids_file:
-                check_label_values(raw, [*range(19), IGNORE], path=s["label"], what="Cityscapes trainIds")
-            else:
-                check_label_values(raw, LABELS, path=s["label"], what="Cityscapes labelIds")
-        label = raw.astype(np.uint8, copy=False) if self.use_train_ids_file else label_ids_to_compact(raw)
-        instance = None
-        if self.instances:
-            instance_ids = read_label(s["instance"])
+    def load_targets(self, sample: dict) -> tuple[np.ndarray, np.ndarray | None]:
+        raw = read_label(sample["label"])
+        if self.use_train_ids_file:
             if self.validate:
-                check_same_size(image, instance_ids, image_path=s["image"], label_path=s["instance"])
-            instance = instance_ids_to_instances(instance_ids)
-        meta = {"name": s["name"], "image_path": str(s["image"]), "label_path": str(s["label"])}
-        return {"image": image, "label": label, "instance": instance, "meta": meta}
+                check_label_values(raw, [*range(19), IGNORE], path=sample["label"], what="Cityscapes trainIds")
+            label = raw.astype(np.uint8, copy=False)
+        else:
+            if self.validate:
+                check_label_values(raw, LABELS, path=sample["label"], what="Cityscapes labelIds")
+            label = label_ids_to_compact(raw)
+        instance = instance_ids_to_instances(read_label(sample["instance"])) if self.instances else None
+        return label, instance
 
 
 def _by_name(folder: Path, suffix: str) -> dict[str, Path]:
     """`{city}/{name}{suffix}` files under `folder`, keyed by name."""
     return {p.name[: -len(suffix)]: p for p in sorted(folder.glob(f"*/*{suffix}"))}
-
-
-def _replace_void(info: DatasetInfo) -> DatasetInfo:
-    return DatasetInfo(
-        name=info.name,
-        class_names=info.class_names,
-        colors=info.colors,
-        ignore_index=info.ignore_index,
-        thing_classes=info.thing_classes,
-        void_index=None,
-    )

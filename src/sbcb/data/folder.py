@@ -187,11 +187,8 @@ class FolderDataset(PairedFileDataset):
         if not self.root.is_dir():
             raise_problems(check_folders(self.root, [f"images/{split}", f"labels/{split}"], dataset="folder"))
         self.info = load_dataset_yaml(self.root / "dataset.yaml")
-        self.SPLITS = (
-            tuple(sorted(p.name for p in (self.root / "images").iterdir() if p.is_dir()))
-            if (self.root / "images").is_dir()
-            else ()
-        )
+        images_root = self.root / "images"
+        self.SPLITS = tuple(sorted(p.name for p in images_root.iterdir() if p.is_dir())) if images_root.is_dir() else ()
         self.problems += check_folders(self.root, [f"images/{split}", f"labels/{split}"], dataset="folder")
         instance_dir = self.root / "instances" / split
         self.instances = instance_dir.is_dir() if instances is None else instances

@@ -43,7 +43,12 @@ class TransformedDataset(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> dict:
-        raw = self.dataset[index]
+        try:
+            raw = self.dataset[index]
+        except DataError:
+            raise
+        except Exception as e:  # a reader bug or an unexpected file: still say which sample
+            raise DataError(f"reading sample {index} of {self.info.name} failed: {type(e).__name__}: {e}") from e
         try:
             out = dict(self.transform(raw["image"], raw["label"], raw.get("instance")))
         except DataError:
