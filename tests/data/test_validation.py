@@ -131,3 +131,16 @@ def test_batches_hold_names_and_stacked_tensors(tmp_path):
     batches = list(loader)
     assert [b["name"] for b in batches] == [["s0", "s1"], ["s2"]]
     assert batches[0]["label"].shape == (2, 8, 12)
+
+
+def test_skip_bad_samples_warns_and_uses_the_next_one(tmp_path):
+    folder_tree(tmp_path)
+    broken = tmp_path / "images/train/s1.png"
+    broken.write_bytes(broken.read_bytes()[:-30])
+    ds = TransformedDataset(FolderDataset(tmp_path, "train"), _identity, skip_bad_samples=True)
+    with pytest.warns(UserWarning, match=r"skipping a bad sample: .*s1.png is truncated"):
+        s = ds[1]
+    assert s["name"] == "s2"  # the next sample stands in
+    strict = TransformedDataset(FolderDataset(tmp_path, "train"), _identity, skip_bad_samples=True, max_skips=0)
+    with pytest.raises(DataError, match="s1.png is truncated"):
+        strict[1]

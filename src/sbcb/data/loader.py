@@ -10,6 +10,7 @@ worker traceback wrapped in text.
 from __future__ import annotations
 
 import random
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -31,18 +32,39 @@ class TransformedDataset(Dataset):
             label int64 [H, W], boundaries uint8 [ceil(K/8), H, W] (bit-packed). Each returned sample also gets
             "name", the raw sample's name (a str; batches hold a list of them).
 
+        skip_bad_samples: When a sample cannot be read or transformed, warn (naming the file) and use the next
+            sample instead of stopping, so a long training run survives a damaged file. Off by default: run
+            `sbcb check-data` first and keep errors loud. At most `max_skips` consecutive samples are skipped.
+        max_skips: Consecutive bad samples tolerated before the error is raised anyway.
+
     Any exception in reading or transforming is re-raised as `DataError` naming the sample's files.
     """
 
-    def __init__(self, dataset: Any, transform: Transform) -> None:
+    def __init__(
+        self, dataset: Any, transform: Transform, *, skip_bad_samples: bool = False, max_skips: int = 8
+    ) -> None:
         self.dataset = dataset
         self.transform = transform
         self.info = dataset.info
+        self.skip_bad_samples = skip_bad_samples
+        self.max_skips = max_skips
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> dict:
+        if not self.skip_bad_samples:
+            return self._load(index)
+        for attempt in range(self.max_skips + 1):
+            try:
+                return self._load((index + attempt) % len(self))
+            except DataError as e:
+                if attempt == self.max_skips:
+                    raise
+                warnings.warn(f"skipping a bad sample: {e}", stacklevel=2)
+        raise AssertionError("unreachable")
+
+    def _load(self, index: int) -> dict:
         try:
             raw = self.dataset[index]
         except DataError:
