@@ -21,6 +21,9 @@ import sbcb
 COMMANDS: list[str] = [
     "sbcb.cli.demo",
     "sbcb.cli.info",
+    "sbcb.cli.train",
+    "sbcb.cli.eval",
+    "sbcb.cli.export",
     "sbcb.cli.check_data",
 ]
 

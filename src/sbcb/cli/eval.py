@@ -1,0 +1,121 @@
+"""`sbcb eval`: evaluate a checkpoint (stripped or not) on a dataset; JSON + Markdown report.
+
+mIoU with a per-class IoU table, boundary F-score at 3/5/9/12 px and, when the checkpoint has an SBD head, the
+SBD ODS/OIS/AP of its fused output. Inference: whole image, sliding window (--mode slide --crop H W --stride H W)
+and multi-scale + flip (--scales 0.5 0.75 1.0 1.25 1.5 1.75 2.0 --flip). The dataset options default to the
+checkpoint's training config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from sbcb.cli.train import DATASETS
+
+    p = subparsers.add_parser(
+        "eval",
+        help="evaluate a checkpoint: mIoU, boundary F (3/5/9/12 px), SBD ODS/OIS/AP with a head",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("checkpoint", type=Path, metavar="CKPT", help="checkpoint from `sbcb train` or `sbcb export`")
+    p.add_argument("--dataset", choices=DATASETS, help="dataset (default: the one the checkpoint was trained on)")
+    p.add_argument("--root", metavar="DIR", help="dataset folder")
+    p.add_argument("--split", help="split to evaluate (default: the training run's val split)")
+    p.add_argument("--val-samples", type=int, help="synthetic: number of images")
+    p.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"), help="synthetic: image size")
+    p.add_argument("--mode", choices=("whole", "slide"), default="whole", help="inference mode (default: whole)")
+    p.add_argument("--crop", type=int, nargs=2, metavar=("H", "W"), help="slide window (default: training crop)")
+    p.add_argument("--stride", type=int, nargs=2, metavar=("H", "W"), help="slide stride (default: 2/3 of crop)")
+    p.add_argument("--scales", type=float, nargs="+", default=[1.0], help="test scales (default: 1.0)")
+    p.add_argument("--flip", action="store_true", help="also average the horizontally flipped image")
+    p.add_argument("--radii", type=float, nargs="+", default=[3, 5, 9, 12], help="boundary F radii in px")
+    p.add_argument("--no-sbd", action="store_true", help="skip the SBD evaluation even with a head")
+    p.add_argument("--sbd-thresholds", type=int, default=99, help="SBD thresholds (default: 99, the protocol)")
+    p.add_argument("--batch-size", type=int, default=1, help="images per forward pass (default: 1)")
+    p.add_argument("--workers", type=int, default=0, help="DataLoader workers (default: 0)")
+    p.add_argument("--device", help="cpu | cuda (default: cuda when available)")
+    p.add_argument("--out", type=Path, metavar="DIR", help="write eval.json and eval.md here")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from sbcb.cli.main import UserError
+    from sbcb.cli.train import DEFAULTS, build_datasets
+    from sbcb.models import build_model
+    from sbcb.train import distributed as D
+    from sbcb.train.checkpoint import load_checkpoint
+    from sbcb.train.evaluate import evaluate, format_report, to_jsonable
+
+    try:
+        ckpt = load_checkpoint(args.checkpoint)
+    except (FileNotFoundError, ValueError) as e:
+        raise UserError(str(e)) from None
+    cfg = dict(DEFAULTS) | {k: v for k, v in (ckpt.get("config") or {}).items() if k in DEFAULTS}
+    for key, value in (
+        ("dataset", args.dataset),
+        ("root", args.root),
+        ("val_split", args.split),
+        ("val_samples", args.val_samples),
+        ("image_size", args.image_size),
+    ):
+        if value is not None:
+            cfg[key] = value
+    if cfg["val_split"] in (None, "none"):
+        cfg["val_split"] = "val"
+    info = D.init_distributed(device=args.device)
+    try:
+        _, dataset, data_info = build_datasets(cfg, train=False)
+        kwargs = ckpt["model"]["kwargs"]
+        if kwargs.get("num_classes") != data_info.num_classes:
+            raise UserError(
+                f"the checkpoint predicts {kwargs.get('num_classes')} classes but --dataset {cfg['dataset']} has "
+                f"{data_info.num_classes}"
+            )
+        model = build_model(**kwargs)
+        model.load_state_dict(ckpt["state_dict"])
+        model.to(info.device).eval()
+        crop = args.crop or cfg["crop"]
+        if args.mode == "slide" and crop is None:
+            raise UserError("--mode slide needs --crop H W")
+        metrics = evaluate(
+            model,
+            dataset,
+            num_classes=data_info.num_classes,
+            ignore_index=data_info.ignore_index,
+            device=info.device,
+            batch_size=args.batch_size,
+            workers=args.workers,
+            mode=args.mode,
+            crop=crop,
+            stride=args.stride,
+            scales=args.scales,
+            flip=args.flip,
+            boundary_radii=args.radii,
+            sbd=not args.no_sbd,
+            sbd_thresholds=args.sbd_thresholds,
+            progress=not args.no_progress,
+        )
+        if info.is_main:
+            metrics["checkpoint"] = str(args.checkpoint)
+            metrics["step"] = int(ckpt.get("step", 0))
+            metrics["dataset"] = cfg["dataset"]
+            metrics["split"] = cfg["val_split"]
+            report = format_report(metrics, data_info.class_names)
+            print(report)
+            if args.out is not None:
+                args.out.mkdir(parents=True, exist_ok=True)
+                (args.out / "eval.json").write_text(json.dumps(to_jsonable(metrics), indent=2))
+                (args.out / "eval.md").write_text(f"# sbcb eval: {args.checkpoint}\n\n" + report)
+                print(f"wrote {args.out / 'eval.json'} and {args.out / 'eval.md'}")
+        return 0
+    finally:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            D.cleanup_distributed()

@@ -1,0 +1,78 @@
+"""`sbcb export`: strip the SBD head from a checkpoint; write ONNX / TorchScript / a stripped checkpoint, verified."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "export",
+        help="strip the SBD head and export ONNX / TorchScript (checked in onnxruntime)",
+        description="Strip the SBD head from a checkpoint and export the plain segmentor (the baseline's exact "
+        "parameters). ONNX has dynamic batch, height and width; each export is compared with the stripped PyTorch "
+        "model on a random sample and on a second shape, and the max absolute difference is printed.",
+    )
+    p.add_argument("checkpoint", type=Path, metavar="CKPT", help="checkpoint from `sbcb train`")
+    p.add_argument("--onnx", type=Path, metavar="OUT.onnx", help="write ONNX here")
+    p.add_argument("--torchscript", type=Path, metavar="OUT.pt", help="write a traced TorchScript module here")
+    p.add_argument("--stripped", type=Path, metavar="OUT.pt", help="write a stripped checkpoint here")
+    p.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"), help="sample size (default: crop)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17)")
+    p.add_argument("--no-check", action="store_true", help="skip the parity checks")
+    p.add_argument("--tolerance", type=float, default=1e-3, help="max abs diff accepted (default: 1e-3)")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from sbcb.cli.main import UserError
+    from sbcb.export import export_checkpoint
+    from sbcb.train.checkpoint import load_checkpoint
+
+    if args.onnx is None and args.torchscript is None and args.stripped is None:
+        raise UserError("nothing to do: give --onnx OUT.onnx, --torchscript OUT.pt and/or --stripped OUT.pt")
+    try:
+        ckpt = load_checkpoint(args.checkpoint)
+    except (FileNotFoundError, ValueError) as e:
+        raise UserError(str(e)) from None
+    size = args.size
+    if size is None:
+        crop = (ckpt.get("config") or {}).get("crop") or [256, 512]
+        size = [max(32, int(c) // 32 * 32) for c in crop]
+    if size[0] % 32 or size[1] % 32:
+        raise UserError(f"--size {size[0]} {size[1]}: use multiples of 32 (the model's output stride)")
+    try:
+        report = export_checkpoint(
+            args.checkpoint,
+            onnx=args.onnx,
+            torchscript=args.torchscript,
+            stripped=args.stripped,
+            size=size,
+            opset=args.opset,
+            check=not args.no_check,
+        )
+    except ImportError as e:
+        raise UserError(str(e)) from None
+    removed = report.num_params_with_head - report.num_params
+    print(f"stripped model: {report.num_params:,} parameters ({removed:,} of SBD/aux heads removed)")
+    for label, path in (
+        ("stripped checkpoint", report.stripped_checkpoint),
+        ("TorchScript", report.torchscript),
+        ("ONNX", report.onnx),
+    ):
+        if path is not None:
+            print(f"wrote {label}: {path}")
+    if report.onnx is not None:
+        print(f"ONNX nodes from the SBD/aux heads: {report.onnx_head_nodes}")
+    worst = 0.0
+    for key, diff in report.max_abs_diff.items():
+        print(f"max abs diff vs PyTorch, {key}: {diff:.3g}")
+        worst = max(worst, diff)
+    if report.onnx_head_nodes:
+        print("error: the exported graph contains SBD-head nodes")
+        return 1
+    if worst > args.tolerance:
+        print(f"error: max abs diff {worst:.3g} exceeds --tolerance {args.tolerance}")
+        return 1
+    return 0
