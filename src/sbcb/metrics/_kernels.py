@@ -40,7 +40,9 @@ def _neighbour_code(img, y, x):  # pragma: no cover - compiled
 
 
 @_njit
-def thin_points_ws(img, ys, xs, n, lut_first, lut_second, max_iter, stamp, step):  # pragma: no cover - compiled
+def thin_points_ws(
+    img, ys, xs, n, lut_first, lut_second, max_iter, stamp, step, stop_on_idle_half
+):  # pragma: no cover - compiled
     """Thin the foreground of `img` in place; the foreground is exactly the `n` pixels (ys[k], xs[k]).
 
     Same result as the standard algorithm (every pixel re-examined at every subiteration), but after the first
@@ -56,6 +58,8 @@ def thin_points_ws(img, ys, xs, n, lut_first, lut_second, max_iter, stamp, step)
         max_iter: Maximum number of full iterations, -1 = to convergence.
         stamp: int64 [H', W'] workspace, all values < `step` on entry.
         step: Current stamp value.
+        stop_on_idle_half: Stop as soon as one subiteration removes nothing (pyEdgeEval's `binary_thin`), instead
+            of when a full iteration removes nothing (standard, = skimage).
 
     Returns:
         (surviving pixel count n', next unused stamp value); the survivors are ys[:n'], xs[:n'].
@@ -112,6 +116,8 @@ def thin_points_ws(img, ys, xs, n, lut_first, lut_second, max_iter, stamp, step)
         for j in range(nd):
             img[dy_cur[j], dx_cur[j]] = 0
         removed_iter += nd
+        if stop_on_idle_half and nd == 0:
+            break
         # Rotate the deletion lists: current -> 1 ago -> 2 ago.
         ty, tx = dy_2, dx_2
         dy_2, dx_2, nd2 = dy_1, dx_1, nd1
@@ -135,10 +141,10 @@ def thin_points_ws(img, ys, xs, n, lut_first, lut_second, max_iter, stamp, step)
 
 
 @_njit
-def thin_points(img, ys, xs, n, lut_first, lut_second, max_iter):  # pragma: no cover - compiled
+def thin_points(img, ys, xs, n, lut_first, lut_second, max_iter, stop_on_idle_half):  # pragma: no cover - compiled
     """`thin_points_ws` with its own workspace; returns the surviving pixel count."""
     stamp = np.zeros(img.shape, dtype=np.int64)
-    m, _ = thin_points_ws(img, ys, xs, n, lut_first, lut_second, max_iter, stamp, 1)
+    m, _ = thin_points_ws(img, ys, xs, n, lut_first, lut_second, max_iter, stamp, 1, stop_on_idle_half)
     return m
 
 
@@ -230,7 +236,7 @@ def hopcroft_karp(adj_start, adj, n_left, n_right):  # pragma: no cover - compil
 
 @_njit
 def class_counts(
-    img, gidx, near, py, px, pv, cutoffs, offy, offx, n_gt, do_thin, lut_first, lut_second
+    img, gidx, near, py, px, pv, cutoffs, offy, offx, n_gt, do_thin, lut_first, lut_second, stop_on_idle_half
 ):  # pragma: no cover - compiled
     """(count_r, sum_r, count_p, sum_p) of one image and class at every threshold.
 
@@ -245,6 +251,7 @@ def class_counts(
         n_gt: Number of GT pixels.
         do_thin: Thin the thresholded map first.
         lut_first, lut_second: thinning tables.
+        stop_on_idle_half: pyEdgeEval's thinning stop rule (see `thin_points_ws`).
 
     Returns:
         int64 [T, 4].
@@ -285,7 +292,7 @@ def class_counts(
             xs[k] = px[k]
             img[ys[k], xs[k]] = 1
         if do_thin:
-            n, step = thin_points_ws(img, ys, xs, n, lut_first, lut_second, -1, stamp, step)
+            n, step = thin_points_ws(img, ys, xs, n, lut_first, lut_second, -1, stamp, step, stop_on_idle_half)
         matched = 0
         if n_gt > 0 and n > 0:
             nl = 0

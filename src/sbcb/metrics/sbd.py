@@ -24,7 +24,7 @@ import numpy as np
 from sbcb.metrics import _kernels
 from sbcb.metrics.matching import disk_offsets, match_count_scipy
 from sbcb.metrics.miou import _as_numpy
-from sbcb.metrics.thinning import LUT_FIRST, LUT_SECOND, thin_numpy
+from sbcb.metrics.thinning import LUT_FIRST, LUT_SECOND, _check_variant, thin_numpy
 
 # Cityscapes (spec §9.1): labelId -> trainId; labelIds 2 and 3 are the only ignored ones; instance labelIds.
 CITYSCAPES_TRAIN_LABEL_IDS = (7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33)
@@ -68,25 +68,14 @@ def scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
 
 
 def _bands(label: np.ndarray, num_classes: int, radius: float, ignore_index: int, instance: np.ndarray | None):
-    """Semantic (+ instance) boundary bands [K, H, W] bool via `sbcb.boundaries.mask_to_boundaries`.
+    """Semantic (+ instance) boundary bands bool [K, H, W] via `sbcb.boundaries.mask_to_boundaries`.
 
-    Values outside 0..K-1 other than `ignore_index` are foreign classes: they get one extra channel (so they count
-    as "another class" for the band rule) that is dropped afterwards.
+    Values outside 0..K-1 other than `ignore_index` are foreign classes that form bands with the classes.
     """
-    try:
-        from sbcb.boundaries import mask_to_boundaries
-    except ImportError as e:  # pragma: no cover - depends on the parallel module landing
-        raise ImportError("SBD ground truth needs sbcb.boundaries.mask_to_boundaries") from e
-    lab = np.asarray(label).astype(np.int64)
-    foreign = (lab != ignore_index) & ((lab < 0) | (lab >= num_classes))
-    lab = np.where(foreign, num_classes, lab)
-    lab = np.where(lab == ignore_index, 255 if num_classes + 1 <= 255 else ignore_index, lab)
-    ign = 255 if num_classes + 1 <= 255 else ignore_index
-    dtype = np.uint8 if num_classes + 1 <= 255 else np.int64
-    out = mask_to_boundaries(
-        lab.astype(dtype), num_classes + 1, radius=radius, ignore_index=ign, instance_mask=instance
-    )
-    return np.asarray(_as_numpy(out), dtype=bool)[:num_classes]
+    from sbcb.boundaries import mask_to_boundaries
+
+    out = mask_to_boundaries(label, num_classes, radius=radius, ignore_index=ignore_index, instance_mask=instance)
+    return np.asarray(_as_numpy(out), dtype=bool)
 
 
 def prepare_sbd_gt(
@@ -275,6 +264,7 @@ def class_counts(
     dist_px: float,
     *,
     thin: bool = True,
+    thin_variant: str = "standard",
     backend: str = "auto",
 ) -> np.ndarray:
     """Counts of one image and class at every threshold.
@@ -285,17 +275,19 @@ def class_counts(
         cutoffs: int64 [T] from `value_cutoffs`.
         dist_px: Matching distance in pixels.
         thin: Thin the thresholded maps.
+        thin_variant: ``"standard"`` (= skimage) or ``"pyedgeeval"`` (its early stop rule).
         backend: ``"numba"``, ``"numpy"`` (plain NumPy/SciPy, slow) or ``"auto"``.
 
     Returns:
         int64 [T, 4]: count_r, sum_r, count_p, sum_p.
     """
+    early = _check_variant(thin_variant)
     if backend == "auto":
         backend = "numba" if _kernels.HAVE_NUMBA else "numpy"
     if backend == "numba" and not _kernels.HAVE_NUMBA:
         raise ImportError('the numba backend needs numba: pip install "sbcb[fast]"')
     if backend == "numpy":
-        return _class_counts_numpy(pred_u8, gt, cutoffs, dist_px, thin=thin)
+        return _class_counts_numpy(pred_u8, gt, cutoffs, dist_px, thin=thin, thin_variant=thin_variant)
     if backend != "numba":
         raise ValueError(f"backend must be 'auto', 'numba' or 'numpy', got {backend!r}")
     h, w = gt.shape
@@ -332,10 +324,13 @@ def class_counts(
         bool(thin),
         LUT_FIRST,
         LUT_SECOND,
+        early,
     )
 
 
-def _class_counts_numpy(pred_u8: np.ndarray, gt: np.ndarray, cutoffs: np.ndarray, dist_px: float, *, thin: bool):
+def _class_counts_numpy(
+    pred_u8: np.ndarray, gt: np.ndarray, cutoffs: np.ndarray, dist_px: float, *, thin: bool, thin_variant: str
+) -> np.ndarray:
     """Straightforward NumPy/SciPy version of `class_counts` (whole-image thinning, SciPy matching)."""
     n_gt = int(gt.sum())
     out = np.zeros((len(cutoffs), 4), dtype=np.int64)
@@ -348,7 +343,7 @@ def _class_counts_numpy(pred_u8: np.ndarray, gt: np.ndarray, cutoffs: np.ndarray
             continue
         prev = n_pos
         if thin:
-            b = thin_numpy(b)
+            b = thin_numpy(b, variant=thin_variant)
         n_b = int(b.sum())
         matched = match_count_scipy(b, gt, dist_px) if n_gt and n_b else 0
         out[i] = (matched, n_gt, matched, n_b)
@@ -384,6 +379,7 @@ def image_counts(
     thresholds: int | Sequence[float] = 99,
     max_dist: float = 0.0035,
     thin: bool = True,
+    thin_variant: str = "standard",
     kill_internal: bool = False,
     seg: Any = None,
     skip_absent: bool = False,
@@ -398,6 +394,7 @@ def image_counts(
         thresholds: Number of thresholds or the list.
         max_dist: Matching distance as a fraction of the image diagonal.
         thin: Thin the thresholded predictions (thin protocol).
+        thin_variant: ``"standard"`` thinning (= skimage / MATLAB) or ``"pyedgeeval"`` (its early stop).
         kill_internal: Zero predictions inside the class region farther than max_dist from its boundary (needs
             `seg`).
         seg: bool [K, H, W] class regions, only for `kill_internal`.
@@ -424,7 +421,7 @@ def image_counts(
         if skip_absent and not g[k].any():
             continue
         pk = kill_internal_pixels(p[k], g[k], s[k], dist) if kill_internal else p[k]
-        out[k] = class_counts(pk, g[k], cutoffs, dist, thin=thin, backend=backend)
+        out[k] = class_counts(pk, g[k], cutoffs, dist, thin=thin, thin_variant=thin_variant, backend=backend)
     return out
 
 
@@ -558,6 +555,7 @@ class SBDEvaluator:
         thresholds: Number of thresholds (99 -> 0.01 … 0.99) or an increasing list. Fewer thresholds (quick mode,
             e.g. 9) are about T/99 of the cost; ODS is then slightly lower (see docs/metrics.md).
         thin: Thin each thresholded prediction (thin protocol); False for the raw protocol.
+        thin_variant: ``"standard"`` (default, = skimage / MATLAB bwmorph) or ``"pyedgeeval"`` (its early stop).
         kill_internal: Pre-SEAL: zero predictions inside the class region far from its boundary (pass `seg`).
         skip_absent: Pre-SEAL / non-IS: images without GT for a class contribute nothing to that class.
         workers: Processes over images; results are identical for any value.
@@ -576,6 +574,7 @@ class SBDEvaluator:
         max_dist: float = 0.0035,
         thresholds: int | Sequence[float] = 99,
         thin: bool = True,
+        thin_variant: str = "standard",
         kill_internal: bool = False,
         skip_absent: bool = False,
         workers: int = 1,
@@ -589,6 +588,8 @@ class SBDEvaluator:
         self.thresholds = make_thresholds(thresholds)
         self.max_dist = float(max_dist)
         self.thin = bool(thin)
+        _check_variant(thin_variant)
+        self.thin_variant = thin_variant
         self.kill_internal = bool(kill_internal)
         self.skip_absent = bool(skip_absent)
         self.workers = int(workers)
@@ -609,6 +610,7 @@ class SBDEvaluator:
             "thresholds": [float(t) for t in self.thresholds],
             "max_dist": self.max_dist,
             "thin": self.thin,
+            "thin_variant": self.thin_variant,
             "kill_internal": self.kill_internal,
             "skip_absent": self.skip_absent,
             "matching": "exact maximum bipartite matching",
@@ -620,6 +622,7 @@ class SBDEvaluator:
             "thresholds": self.thresholds,
             "max_dist": self.max_dist,
             "thin": self.thin,
+            "thin_variant": self.thin_variant,
             "kill_internal": self.kill_internal,
             "skip_absent": self.skip_absent,
             "backend": self.backend,

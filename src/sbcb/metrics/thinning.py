@@ -12,6 +12,9 @@ anticlockwise from east: x1 = E, x2 = NE, x3 = N, x4 = NW, x5 = W, x6 = SW, x7 =
 
 A neighbourhood is encoded as the byte sum_i x_i << (i - 1); the two lookup tables map that byte to "delete".
 Out-of-image pixels are background.
+
+`variant="pyedgeeval"` reproduces pyEdgeEval 0.2.8's `binary_thin`, which stops right after the first subiteration
+that removes nothing (so a few maps keep 1-12 extra pixels); checked equal on random blobs by running it.
 """
 
 from __future__ import annotations
@@ -42,16 +45,28 @@ LUT_FIRST, LUT_SECOND = _thinning_luts()
 _WEIGHTS = np.array([[8, 4, 2], [16, 0, 1], [32, 64, 128]], dtype=np.int32)
 
 
-def thin_numpy(mask: np.ndarray, *, max_iter: int | None = None) -> np.ndarray:
+VARIANTS = ("standard", "pyedgeeval")
+
+
+def _check_variant(variant: str) -> bool:
+    """True for the pyEdgeEval stop rule."""
+    if variant not in VARIANTS:
+        raise ValueError(f"thinning variant must be one of {VARIANTS}, got {variant!r}")
+    return variant == "pyedgeeval"
+
+
+def thin_numpy(mask: np.ndarray, *, max_iter: int | None = None, variant: str = "standard") -> np.ndarray:
     """Thin a binary image with whole-array NumPy/SciPy operations (the pure fallback).
 
     Args:
         mask: bool [H, W].
         max_iter: Stop after this many full iterations (None = to convergence).
+        variant: ``"standard"`` (= skimage / MATLAB) or ``"pyedgeeval"`` (stop at the first idle subiteration).
 
     Returns:
         bool [H, W], a subset of `mask`.
     """
+    early = _check_variant(variant)
     m = np.asarray(mask, dtype=bool)
     if m.ndim != 2:
         raise ValueError(f"thinning needs a 2-D mask, got shape {m.shape}")
@@ -64,13 +79,18 @@ def thin_numpy(mask: np.ndarray, *, max_iter: int | None = None) -> np.ndarray:
     skel = np.zeros((y1 - y0 + 2, x1 - x0 + 2), dtype=np.int32)
     skel[1:-1, 1:-1] = m[y0:y1, x0:x1]
     n_iter = 0
-    while max_iter is None or n_iter < max_iter:
+    idle_half = False
+    while (max_iter is None or n_iter < max_iter) and not idle_half:
         removed = 0
         for lut in (LUT_FIRST, LUT_SECOND):
             code = ndimage.correlate(skel, _WEIGHTS, mode="constant", cval=0)
             delete = lut[code] & (skel == 1)
-            removed += int(delete.sum())
+            n_del = int(delete.sum())
             skel[delete] = 0
+            removed += n_del
+            if early and n_del == 0:
+                idle_half = True
+                break
         n_iter += 1
         if removed == 0:
             break
@@ -78,21 +98,23 @@ def thin_numpy(mask: np.ndarray, *, max_iter: int | None = None) -> np.ndarray:
     return out
 
 
-def thin(mask: np.ndarray, *, max_iter: int | None = None) -> np.ndarray:
+def thin(mask: np.ndarray, *, max_iter: int | None = None, variant: str = "standard") -> np.ndarray:
     """Thin a binary image to 1-px curves; numba kernel when available, else `thin_numpy`.
 
     Args:
         mask: bool [H, W].
         max_iter: Stop after this many full iterations (None = to convergence).
+        variant: ``"standard"`` (= skimage / MATLAB) or ``"pyedgeeval"`` (stop at the first idle subiteration).
 
     Returns:
         bool [H, W], a subset of `mask`, equal to `skimage.morphology.thin(mask, max_iter)`.
     """
     from sbcb.metrics import _kernels
 
+    early = _check_variant(variant)
     m = np.asarray(mask, dtype=bool)
     if not _kernels.HAVE_NUMBA:
-        return thin_numpy(m, max_iter=max_iter)
+        return thin_numpy(m, max_iter=max_iter, variant=variant)
     if m.ndim != 2:
         raise ValueError(f"thinning needs a 2-D mask, got shape {m.shape}")
     img = np.zeros((m.shape[0] + 2, m.shape[1] + 2), dtype=np.uint8)
@@ -106,5 +128,6 @@ def thin(mask: np.ndarray, *, max_iter: int | None = None) -> np.ndarray:
         LUT_FIRST,
         LUT_SECOND,
         -1 if max_iter is None else int(max_iter),
+        early,
     )
     return img[1:-1, 1:-1].astype(bool) if n >= 0 else m
