@@ -18,7 +18,8 @@ The dataset can write itself to disk in the plain-folder layout (`write_folder`)
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -272,7 +273,7 @@ def _draw_far_background(canvas: _Canvas, cam: _Camera, rng: np.random.Generator
 
 def _draw_facades(canvas: _Canvas, cam: _Camera, rng: np.random.Generator, lateral: float) -> list[int]:
     """Building blocks along the plane x = lateral, near to far, with occasional gaps; returns their seg ids."""
-    ids = []
+    ids = []  # consecutive: nothing else creates segments meanwhile, so (first, last) bounds them
     z = 0.5
     while z < 160.0:
         length = rng.uniform(8.0, 35.0)
@@ -483,7 +484,7 @@ def _draw_scene(canvas: _Canvas, cam: _Camera, rng: np.random.Generator) -> dict
 
     centre, half = layout["road_centre"], layout["road_half"]
     facades, fences = {}, []
-    objects: list[tuple[float, tuple]] = []  # (depth, draw call) for painter's ordering
+    objects: list[tuple[float, Callable]] = []  # (depth, draw(canvas, cam, rng)) for painter's ordering
     for side in (-1, 1):
         outer = centre + side * (half + layout["walk"][side])
         if layout["kind"][side] == "building":
@@ -494,34 +495,32 @@ def _draw_scene(canvas: _Canvas, cam: _Camera, rng: np.random.Generator) -> dict
                 fences.append((outer, _draw_fence(canvas, cam, rng, outer)))
         kerb = centre + side * (half + rng.uniform(0.4, 0.8))
         for z in rng.uniform(cam.z_bottom * 0.9, 80.0, rng.integers(1, 5)):
-            objects.append((z, (_draw_pole, kerb, z)))
+            objects.append((z, partial(_draw_pole, lateral=kerb, z=z)))
         for z in rng.uniform(cam.z_bottom, 60.0, rng.integers(0, 3)):
-            objects.append((z, (_draw_tree, centre + side * (half + layout["walk"][side] * 0.6), z)))
+            lat = centre + side * (half + layout["walk"][side] * 0.6)
+            objects.append((z, partial(_draw_tree, lateral=lat, z=z)))
         # pedestrians on the sidewalk, some in touching groups
         for _ in range(int(rng.integers(0, 4))):
             z = rng.uniform(cam.z_bottom * 1.2, 45.0)
             lat = centre + side * (half + rng.uniform(0.6, 0.9) * layout["walk"][side])
             for k in range(int(rng.integers(1, 4))):
-                objects.append((z + 0.3 * k, (_draw_person, lat - side * 0.45 * k, z + 0.3 * k)))
+                zk = z + 0.3 * k
+                objects.append((zk, partial(_draw_person, lateral=lat - side * 0.45 * k, z=zk)))
         # a row of parked cars along the kerb, bumper to bumper so that neighbours touch
         if rng.random() < 0.7:
             lat = centre + side * (half - rng.uniform(0.9, 1.2))
             z = rng.uniform(cam.z_bottom * 0.8, 25.0)
             for _ in range(int(rng.integers(1, 5))):
                 length = rng.uniform(3.8, 4.8)
-                objects.append((z, (_draw_car_side, lat, z, z + length)))
+                objects.append((z, partial(_draw_car_side, lateral=lat, z0=z, z1=z + length)))
                 z += length + (0.0 if rng.random() < 0.6 else rng.uniform(0.5, 4.0))
     for _ in range(int(rng.integers(0, 4))):  # cars driving in the lanes
         lane = centre + rng.choice([-1, 1]) * rng.uniform(0.3, 0.55) * half
-        objects.append((rng.uniform(cam.z_bottom * 1.3, 70.0), (_draw_car_rear, lane, None)))
-    objects.sort(key=lambda o: -o[0])  # far first
-    for z, (fn, lat, *args) in objects:
-        if fn is _draw_car_rear:
-            fn(canvas, cam, rng, lat, z)
-        elif fn is _draw_car_side:
-            fn(canvas, cam, rng, lat, *args)
-        else:
-            fn(canvas, cam, rng, lat, args[0])
+        z = rng.uniform(cam.z_bottom * 1.3, 70.0)
+        objects.append((z, partial(_draw_car_rear, lateral=lane, z=z)))
+    objects.sort(key=lambda o: -o[0])  # far first, so nearer objects occlude farther ones
+    for _, draw in objects:
+        draw(canvas, cam, rng)
     if rng.random() < 0.85:
         _draw_ego(canvas, rng)
     return {"sky": (sky_top, sky_horizon), "facades": facades, "fences": fences}
