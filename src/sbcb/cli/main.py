@@ -23,6 +23,7 @@ COMMANDS: list[str] = [
     "sbcb.cli.info",
     "sbcb.cli.train",
     "sbcb.cli.eval",
+    "sbcb.cli.eval_sbd",
     "sbcb.cli.export",
     "sbcb.cli.check_data",
 ]
