@@ -34,9 +34,10 @@ class Tiny(nn.Module):
 class Blobs:
     """Random images and labels; the "augmentation" (a flip and noise) uses the global numpy/torch RNGs."""
 
-    def __init__(self, n: int = 5, fail_after: int | None = None) -> None:
+    def __init__(self, n: int = 5, fail_after: int | None = None, augment: bool = True) -> None:
         self.n = n
         self.fail_after = fail_after
+        self.augment = augment
         self.fetched = 0
 
     def __len__(self):
@@ -49,6 +50,8 @@ class Blobs:
         g = np.random.default_rng(i)
         label = g.integers(0, 3, (16, 16))
         image = np.stack([label == c for c in range(3)]).astype(np.float32) + g.normal(0, 0.5, (3, 16, 16))
+        if not self.augment:
+            return {"image": torch.from_numpy(image).float(), "label": torch.from_numpy(label)}
         if np.random.rand() < 0.5:
             image, label = image[:, :, ::-1], label[:, ::-1]
         image = torch.from_numpy(image.copy()).float() + 0.1 * torch.randn(3, 16, 16)

@@ -119,6 +119,21 @@ def broadcast_object(obj: object, *, src: int = 0) -> object:
     return box[0]
 
 
+def broadcast_buffers(model: torch.nn.Module, *, src: int = 0) -> None:
+    """Copy rank ``src``'s buffers (BN running statistics) to every rank.
+
+    DDP broadcasts buffers at the *start* of each forward, so after a training step each rank holds running
+    statistics updated by its own batch. Validation and checkpoints must use one model: rank 0's.
+    """
+    if not is_dist():
+        return
+    for buf in model.buffers():
+        work = buf.cuda() if dist.get_backend() == "nccl" and not buf.is_cuda else buf
+        dist.broadcast(work, src=src)
+        if work is not buf:
+            buf.copy_(work)
+
+
 def maybe_convert_sync_bn(model: torch.nn.Module, info: DistInfo) -> torch.nn.Module:
     """BatchNorm -> SyncBatchNorm only for distributed CUDA training (SyncBN raises on CPU modules)."""
     if info.distributed and info.device.type == "cuda":

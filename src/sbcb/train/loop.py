@@ -435,11 +435,14 @@ def train(
                 bar.update(1)
 
             is_best = False
-            if (
+            validate = bool(
                 val_set is not None
                 and settings.val_every
                 and (done % settings.val_every == 0 or done == settings.iters)
-            ):
+            )
+            if info.distributed and (validate or done % settings.ckpt_every == 0 or done == settings.iters):
+                D.broadcast_buffers(model)  # every rank validates (and rank 0 saves) the same model
+            if validate:
                 val_metrics = evaluate_fn(
                     model,
                     val_set,
