@@ -25,6 +25,7 @@ COMMANDS: list[str] = [
     "sbcb.cli.eval",
     "sbcb.cli.eval_sbd",
     "sbcb.cli.export",
+    "sbcb.cli.predict",
     "sbcb.cli.check_data",
 ]
 

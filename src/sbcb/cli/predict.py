@@ -1,0 +1,143 @@
+"""`sbcb predict`: images or folders -> label PNGs, colour overlays, SBD boundary maps and error maps.
+
+For each input image ``NAME`` it writes into ``--out``:
+
+- ``NAME_label.png``: predicted class ids (uint8, one channel);
+- ``NAME_overlay.png``: the image with the prediction's class colours blended over it;
+- ``NAME_boundaries.png`` (checkpoint with an SBD head): each pixel gets the colour of the class with the highest
+  boundary probability where that probability is >= ``--boundary-threshold``, black elsewhere;
+- ``NAME_error.png`` (with ``--labels DIR`` holding ``NAME.png`` label maps): the image darkened, wrong pixels red,
+  ignored pixels black.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "predict",
+        help="predict label maps, overlays, SBD boundary maps and error maps for images",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("checkpoint", type=Path, metavar="CKPT", help="checkpoint from `sbcb train` or `sbcb export`")
+    p.add_argument("inputs", type=Path, nargs="+", metavar="INPUT", help="image files and/or folders of images")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
+    p.add_argument("--labels", type=Path, metavar="DIR", help="folder of GT label PNGs named like the images")
+    p.add_argument("--mode", choices=("whole", "slide"), default="whole", help="inference mode (default: whole)")
+    p.add_argument("--crop", type=int, nargs=2, metavar=("H", "W"), help="slide window (default: training crop)")
+    p.add_argument("--stride", type=int, nargs=2, metavar=("H", "W"), help="slide stride (default: 2/3 of crop)")
+    p.add_argument("--scales", type=float, nargs="+", default=[1.0], help="test scales (default: 1.0)")
+    p.add_argument("--flip", action="store_true", help="also average the horizontally flipped image")
+    p.add_argument("--boundary-threshold", type=float, default=0.5, help="SBD probability shown (default: 0.5)")
+    p.add_argument("--device", help="cpu | cuda (default: cuda when available)")
+    return p
+
+
+def _images(inputs: list[Path]) -> list[Path]:
+    from sbcb.cli.main import UserError
+
+    found: list[Path] = []
+    for path in inputs:
+        if path.is_dir():
+            found += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise UserError(f"input {path} does not exist")
+    if not found:
+        raise UserError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {', '.join(map(str, inputs))}")
+    return found
+
+
+def _palette(cfg: dict, num_classes: int) -> tuple[list[tuple[int, int, int]], int]:
+    """Class colours and ignore index of the checkpoint's dataset (a fixed random palette if unknown)."""
+    import numpy as np
+
+    try:
+        from sbcb.data.registry import dataset_class
+
+        info = getattr(dataset_class(cfg.get("dataset", "")), "info", None)
+    except (KeyError, ImportError):
+        info = None
+    if info is not None and getattr(info, "num_classes", None) == num_classes:
+        return [tuple(c) for c in info.colors], info.ignore_index
+    rng = np.random.default_rng(0)
+    return [tuple(int(v) for v in rng.integers(0, 256, 3)) for _ in range(num_classes)], 255
+
+
+def run(args: argparse.Namespace) -> int:
+    import cv2
+    import numpy as np
+    import torch
+
+    from sbcb.cli.main import UserError
+    from sbcb.data.transforms import build_eval_transform
+    from sbcb.models import build_model
+    from sbcb.train.checkpoint import load_checkpoint
+    from sbcb.train.evaluate import predict_logits, sbd_probabilities
+    from sbcb.viz import colorize, overlay, save_png
+
+    try:
+        ckpt = load_checkpoint(args.checkpoint)
+    except (FileNotFoundError, ValueError) as e:
+        raise UserError(str(e)) from None
+    images = _images(args.inputs)
+    cfg = ckpt.get("config") or {}
+    kwargs = ckpt["model"]["kwargs"]
+    k = int(kwargs["num_classes"])
+    colors, ignore_index = _palette(cfg, k)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model = build_model(**kwargs)
+    model.load_state_dict(ckpt["state_dict"])
+    model.to(device).eval()
+    transform = build_eval_transform(k, ignore_index=ignore_index)
+    crop = args.crop or cfg.get("crop")
+    if args.mode == "slide" and crop is None:
+        raise UserError("--mode slide needs --crop H W")
+    for path in images:
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise UserError(f"can't read image {path}")
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        dummy = np.zeros(rgb.shape[:2], np.uint8)
+        x = transform(rgb, dummy, None)["image"].unsqueeze(0).to(device)
+        with torch.no_grad():
+            scores = predict_logits(
+                model, x, mode=args.mode, crop=crop, stride=args.stride, scales=args.scales, flip=args.flip
+            )
+            pred = scores.argmax(1)[0].cpu().numpy().astype(np.uint8)
+            probs = sbd_probabilities(model, x)
+        stem = path.stem
+        save_png(args.out / f"{stem}_label.png", pred)
+        save_png(args.out / f"{stem}_overlay.png", overlay(rgb, colorize(pred, colors, ignore_index=ignore_index)))
+        written = ["label", "overlay"]
+        if probs is not None:
+            p = probs[0].cpu().numpy()
+            if p.shape[0] == k:
+                best = p.argmax(0)
+                pic = colorize(best.astype(np.uint8), colors, ignore_index=ignore_index)
+            else:  # binary (BBCB) head: white boundaries
+                pic = np.full(rgb.shape, 255, np.uint8)
+            pic[p.max(0) < args.boundary_threshold] = 0
+            save_png(args.out / f"{stem}_boundaries.png", pic)
+            written.append("boundaries")
+        if args.labels is not None:
+            gt_path = args.labels / f"{stem}.png"
+            if not gt_path.is_file():
+                raise UserError(f"--labels: no label {gt_path} for image {path}")
+            gt = cv2.imread(str(gt_path), cv2.IMREAD_UNCHANGED)
+            if gt is None or gt.ndim != 2 or gt.shape != pred.shape:
+                raise UserError(f"{gt_path}: expected a one-channel label map of size {pred.shape}")
+            err = (rgb.astype(np.float32) * 0.4).astype(np.uint8)
+            err[(gt != pred) & (gt != ignore_index)] = (255, 0, 0)
+            err[gt == ignore_index] = 0
+            save_png(args.out / f"{stem}_error.png", err)
+            written.append("error")
+        print(f"{path} -> {args.out}/{stem}_{{{','.join(written)}}}.png")
+    return 0
