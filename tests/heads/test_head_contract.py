@@ -107,3 +107,16 @@ def test_input_errors_say_what_to_fix(name):
         build_head(name, channels, 2, fuse_bais=True)  # typos are not swallowed
     with pytest.raises(ValueError, match="unknown SBD head"):
         build_head("hed", channels, 2)
+
+
+@pytest.mark.parametrize("name", ["casenet", "dff", "dds"])
+def test_autocast_bf16_outputs_follow_the_autocast_dtype(name):
+    channels, feats = make_features(3)
+    head = build_head(name, channels, 3)
+    reference = head(feats, OUTPUT_SIZE)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = head(feats, OUTPUT_SIZE)
+    for key, value in out.items():
+        assert value.dtype == torch.bfloat16, key  # no silent fp32 copy of a [B, K, H, W] map
+        # bf16 keeps ~3 significant digits; the fp32 run is the reference.
+        torch.testing.assert_close(value.float(), reference[key], rtol=0.1, atol=0.1)

@@ -264,4 +264,6 @@ def fuse_sliced(semantic: Tensor, binary: Tensor, weight: Tensor, bias: Tensor |
     """
     k, n = weight.shape[:2]
     mixed = F.conv2d(binary, weight[:, 1:], bias)  # [B, K, H, W]
-    return torch.addcmul(mixed, semantic, weight[:, 0].view(1, k, 1, 1))
+    # Follow the conv's dtype (fp16/bf16 under autocast), as the grouped conv itself would.
+    scale = weight[:, 0].view(1, k, 1, 1).to(mixed.dtype)
+    return torch.addcmul(mixed, semantic.to(mixed.dtype), scale)
