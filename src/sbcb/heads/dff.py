@@ -134,6 +134,6 @@ class DFFHead(nn.Module):
         binary = torch.cat([side(f, size) for side, f in zip(self.sides[:-1], features[:-1])], dim=1)  # [B,N-1,H,W]
         last = self.sides[-1](features[-1], size)  # [B, K, H, W]
         weights = self.awl(self.weight_branch(features[-1], size))
-        weights = weights.view(weights.shape[0], k, n, *size)  # channel k*N + j -> [:, k, j]
+        weights = weights.reshape(weights.shape[0], k, n, *size)  # channel k*N + j -> [:, k, j]
         fuse = weights[:, :, 0] * last + torch.einsum("bkjhw,bjhw->bkhw", weights[:, :, 1:], binary)
         return {"fuse": fuse, "last": last}
