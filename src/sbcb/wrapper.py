@@ -121,11 +121,19 @@ class SBCB(nn.Module):
         self.head_scale = head_scale
 
         probe = {"input_size": tuple(probe_size), "in_chans": in_chans}
+        names = dict(model.named_modules())
+        needs_spec = sides is None or fcn_aux is True
+        needs_spec |= any(isinstance(s, str) and s not in names for s in [*(sides or []), fcn_aux])
         spec = None
-        if sides is None or fcn_aux is True:
+        if needs_spec:
             from sbcb.adapters import find_backbone  # adapters import timm/smp/torchvision only inside functions
 
-            spec = find_backbone(model, hrnet_stem=hrnet_stem, **probe)
+            try:
+                spec = find_backbone(model, hrnet_stem=hrnet_stem, **probe)
+            except ValueError:
+                if sides is None or fcn_aux is True:
+                    raise
+                # only to resolve names relative to a backbone; a bad name is reported by `_named_tap`
         self._seg_output: Callable[[Any], Tensor] | None = spec.seg_output if spec is not None else None
         if self._seg_output is None and type(model).__module__.startswith("torchvision.models.segmentation"):
             from sbcb.adapters.torchvision import segmentation_output
