@@ -14,7 +14,8 @@ Usage::
     .venv/bin/python benchmarks/synthetic_speed.py [--quick]
     .venv/bin/python benchmarks/synthetic_speed.py --colour-baseline [--quick]
 
-Results go to benchmarks/results/synthetic_speed.{json,md} (or synthetic_colour_baseline.{json,md}).
+Results go to benchmarks/results/synthetic_speed.{json,md} (or synthetic_colour_baseline.{json,md}); `--quick` runs
+write `*_quick.{json,md}`.
 Timings on a shared machine are noisy: compare the ratios printed in one run, not absolute numbers across runs.
 """
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -148,15 +150,17 @@ def tiny_cnn_miou(
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _time_generation(size: tuple[int, int], n: int) -> list[float]:
+def _time_generation(size: tuple[int, int], n: int) -> tuple[list[float], list[float]]:
+    """Wall and process-CPU seconds per sample; CPU time is the less contention-sensitive of the two."""
     ds = SyntheticStreets(n, size=size, seed=123)
     ds[0]  # warm-up (imports, allocator)
-    times = []
+    wall, cpu = [], []
     for i in range(n):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         ds[i]
-        times.append(time.perf_counter() - t)
-    return times
+        wall.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+    return wall, cpu
 
 
 def _time_train_step(size: tuple[int, int], n: int) -> list[float] | None:
@@ -187,12 +191,13 @@ def run_speed(quick: bool) -> dict:
     n_step = 1 if quick else 2
     rows = []
     for size in ((256, 512), (512, 1024)):
-        gen = _time_generation(size, n_gen)
+        gen, gen_cpu = _time_generation(size, n_gen)
         step = _time_train_step(size, n_step)
         gen_ms = 1000 * statistics.median(gen)
         row = {
             "size": list(size),
             "generation_ms_median": round(gen_ms, 2),
+            "generation_cpu_ms_median": round(1000 * statistics.median(gen_cpu), 2),
             "samples_per_s": round(1000 / gen_ms, 1),
             "generation_samples": n_gen,
         }
@@ -208,7 +213,9 @@ def run_speed(quick: bool) -> dict:
         if step is not None:
             ratio = row["generation_per_sample_over_step"]
             extra = f", train step {row['train_step_ms_median']:.0f} ms, ratio gen/step {ratio:.3f}"
-        print(f"{size[0]}x{size[1]}: {row['samples_per_s']:.1f} samples/s ({gen_ms:.1f} ms/sample){extra}")
+        cpu_ms = row["generation_cpu_ms_median"]
+        rate = row["samples_per_s"]
+        print(f"{size[0]}x{size[1]}: {rate:.1f} samples/s ({gen_ms:.1f} ms/sample wall, {cpu_ms:.1f} ms CPU){extra}")
     return {"rows": rows}
 
 
@@ -248,18 +255,35 @@ def _write(name: str, result: dict, args: argparse.Namespace) -> None:
         "command": "benchmarks/synthetic_speed.py"
         + (" --colour-baseline" if args.colour_baseline else "")
         + (" --quick" if args.quick else ""),
-        "machine": {"platform": platform.platform(), "cpus": torch.get_num_threads(), "torch": torch.__version__},
+        "machine": {
+            "platform": platform.platform(),
+            "cpu_count": os.cpu_count(),
+            "load_average_1min_at_end": round(os.getloadavg()[0], 2),
+            "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+        },
         "note": "shared, contended CPU: compare ratios within one run",
         **result,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
-    lines = [f"# {name}", "", f"`{result['command']}` on {result['machine']['platform']}", ""]
+    machine = result["machine"]
+    lines = [
+        f"# {name}",
+        "",
+        f"`{result['command']}` on {machine['platform']}, {machine['cpu_count']} CPUs, "
+        f"1-min load average {machine['load_average_1min_at_end']} at the end",
+        "",
+    ]
     if "rows" in result:
-        lines += ["| size | samples/s | ms/sample | train step ms | gen / step |", "|---|---|---|---|---|"]
+        lines += [
+            "| size | samples/s | ms/sample (wall) | ms/sample (CPU) | train step ms | gen / step |",
+            "|---|---|---|---|---|---|",
+        ]
         for r in result["rows"]:
             lines.append(
                 f"| {r['size'][0]}x{r['size'][1]} | {r['samples_per_s']} | {r['generation_ms_median']} | "
+                f"{r['generation_cpu_ms_median']} | "
                 f"{r.get('train_step_ms_median', '-')} | {r.get('generation_per_sample_over_step', '-')} |"
             )
     else:
@@ -279,10 +303,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer repetitions / smaller training")
     parser.add_argument("--colour-baseline", action="store_true", help="colour classifier vs tiny CNN mIoU")
     args = parser.parse_args()
+    suffix = "_quick" if args.quick else ""  # quick runs never overwrite the full results
     if args.colour_baseline:
-        _write("synthetic_colour_baseline", run_colour_baseline(args.quick), args)
+        _write("synthetic_colour_baseline" + suffix, run_colour_baseline(args.quick), args)
     else:
-        _write("synthetic_speed", run_speed(args.quick), args)
+        _write("synthetic_speed" + suffix, run_speed(args.quick), args)
 
 
 if __name__ == "__main__":
