@@ -135,6 +135,7 @@ def main() -> None:
 
     from sbcb.data import transforms as transforms_module
 
+    load_start = os.getloadavg()[0]
     image_size, crop = ((512, 1024), (256, 512)) if args.quick else ((1024, 2048), (512, 1024))
     samples = args.samples or (9 if args.quick else 17)  # odd: the first batch (excluded) + full batches
     worker_counts = [0, 1, 2, 2, 1, 0]
@@ -169,6 +170,7 @@ def main() -> None:
             "torch": torch.__version__,
             "opencv": cv2.__version__,
             "python": platform.python_version(),
+            "load_average_1m_start_end": [load_start, os.getloadavg()[0]],
             "note": "shared 2-core machine with concurrent jobs: absolute numbers are noisy, read the ratios",
         },
         "stages_ms_per_sample": stages,
@@ -183,7 +185,8 @@ def main() -> None:
         f"# Data pipeline throughput ({'quick' if args.quick else 'full'})",
         "",
         f"{image_size[1]}x{image_size[0]} Cityscapes-layout PNGs -> {crop[1]}x{crop[0]} training crops with IS OTF "
-        f"boundaries (r = 2), batch {args.batch_size}, {samples} samples per run. Shared 2-core machine: read ratios.",
+        f"boundaries (r = 2), batch {args.batch_size}, {samples} samples per run. Shared 2-core machine (1-min load "
+        f"average {load_start:.1f} at the start): read ratios.",
         "",
         "| workers | samples/s (runs) | mean | vs 0 workers |",
         "|---|---|---|---|",

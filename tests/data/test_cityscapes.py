@@ -240,3 +240,11 @@ def test_round_trip_of_synthetic_cityscapes_writer(tmp_path, ego_label_id):
         assert ((ia > 0) == (ib > 0)).all()
         pairs = set(zip(ia[ia > 0].tolist(), ib[ib > 0].tolist()))
         assert len(pairs) == len(set(ia[ia > 0].tolist())) == len(set(ib[ib > 0].tolist()))
+
+
+def test_fast_uint16_instance_path_equals_generic_path():
+    rng = np.random.default_rng(0)
+    ids = rng.choice([7, 24, 26, 29001, 24000, 24001, 26000, 26005, 33002, 30000], size=(20, 30))
+    np.testing.assert_array_equal(
+        instance_ids_to_instances(ids.astype(np.uint16)), instance_ids_to_instances(ids.astype(np.int32))
+    )

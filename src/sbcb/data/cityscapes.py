@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from sbcb.data.base import DatasetInfo
@@ -87,6 +88,8 @@ def label_ids_to_compact(label_ids: np.ndarray) -> np.ndarray:
     Returns:
         uint8 [H, W]: trainIds 0..18, 254 for void labels that form boundaries, 255 for labelIds 2 and 3.
     """
+    if label_ids.dtype == np.uint8:
+        return cv2.LUT(label_ids, LABEL_ID_TO_COMPACT)  # several times faster than numpy indexing
     return LABEL_ID_TO_COMPACT[label_ids]
 
 
@@ -100,13 +103,21 @@ def instance_ids_to_instances(instance_ids: np.ndarray) -> np.ndarray:
         int32 [H, W]: 0 = no instance (stuff, crowd/"group" regions, caravan and trailer), 1..n = instances in
         increasing order of their instanceId.
     """
-    instance_ids = instance_ids.astype(np.int32, copy=False)
+    if instance_ids.dtype == np.uint16:
+        # Files are uint16: one bincount finds the present ids, one 65536-entry table renumbers them.
+        present = np.bincount(instance_ids.ravel(), minlength=65536).astype(bool) & _IS_TRAIN_INSTANCE_ID
+        renumber = np.where(present, np.cumsum(present), 0).astype(np.int32)
+        return renumber[instance_ids]
+    instance_ids = instance_ids.astype(np.int64, copy=False)
     keep = (instance_ids >= 1000) & np.isin(instance_ids // 1000, INSTANCE_LABEL_IDS)
     out = np.zeros(instance_ids.shape, dtype=np.int32)
     if keep.any():
         _, inverse = np.unique(instance_ids[keep], return_inverse=True)
         out[keep] = inverse.reshape(-1) + 1
     return out
+
+
+_IS_TRAIN_INSTANCE_ID = np.isin(np.arange(65536) // 1000, INSTANCE_LABEL_IDS) & (np.arange(65536) >= 1000)
 
 
 class Cityscapes(PairedFileDataset):
