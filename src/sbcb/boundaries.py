@@ -229,105 +229,98 @@ def _instance_distinct(inst_keys: np.ndarray, valid: np.ndarray, kernel: np.ndar
 # ----------------------------------------------------------------------------------------------------------------
 # numba back-end: one pass over the pixels
 
-_KERNEL = None
+
+def _njit(fn):  # module-level so that numba's on-disk cache (cache=True) is found again by every new process
+    return numba.njit(cache=True, nogil=True, boundscheck=False)(fn) if _HAS_NUMBA else fn
 
 
-def _numba_kernel():  # compiled on first use; cache=True keeps it across processes (DataLoader workers)
-    global _KERNEL
-    if _KERNEL is not None:
-        return _KERNEL
+@_njit
+def _emit(out, packed, c, y, x, seen):
+    # `seen` is a 64-bit set of the classes already written for this pixel (classes >= 64 are re-written)
+    if c < 64:
+        bit = np.uint64(1) << np.uint64(c)
+        if seen & bit:
+            return seen
+        seen |= bit
+    if packed:
+        out[c >> 3, y, x] |= np.uint8(1 << (c & 7))
+    else:
+        out[c, y, x] = 1
+    return seen
 
-    @numba.njit(cache=True, nogil=True, boundscheck=False)
-    def emit(out, packed, c, y, x, seen):
-        # `seen` is a 64-bit set of the classes already written for this pixel (classes >= 64 are re-written)
-        if c < 64:
-            bit = np.uint64(1) << np.uint64(c)
-            if seen & bit:
-                return seen
-            seen |= bit
-        if packed:
-            out[c >> 3, y, x] |= np.uint8(1 << (c & 7))
-        else:
-            out[c, y, x] = 1
-        return seen
 
-    @numba.njit(cache=True, nogil=True, boundscheck=False)
-    def kernel(
-        cidx, ign, inst, near, distinct, offsets, inst_offsets, pair_len_m, pair_len_n, num_classes, out, packed
-    ):
-        # cidx is padded by R = floor(r) on every side with ign so that neighbours need no bounds checks: an
-        # out-of-image pixel then contributes nothing, exactly like an ignore pixel. inst is not padded: it is read
-        # only where cidx says the pixel is valid, hence inside the image.
-        H, W = distinct.shape
-        Wp = cidx.shape[1]
-        R = (Wp - W) // 2
-        flat = cidx.ravel()
-        iflat = inst.ravel()
-        use_inst = inst.shape[0] == H and inst.shape[1] == W
-        n_disk = offsets.shape[0]
-        n_pairs = pair_len_m.shape[0]
-        max_len_m = pair_len_m[n_pairs - 1] if n_pairs > 0 else 0
-        for y in range(H):
-            base = (y + R) * Wp + R
-            ibase = y * W
-            for x in range(W):
-                i = base + x
-                c = flat[i]
-                seen = np.uint64(0)
-                if c == ign:
-                    if n_pairs == 0:
+@_njit
+def _kernel(cidx, ign, inst, near, distinct, offsets, inst_offsets, pair_len_m, pair_len_n, num_classes, out, packed):
+    # cidx is padded by R = floor(r) on every side with ign so that neighbours need no bounds checks: an
+    # out-of-image pixel then contributes nothing, exactly like an ignore pixel. inst is not padded: it is read
+    # only where cidx says the pixel is valid, hence inside the image.
+    H, W = distinct.shape
+    Wp = cidx.shape[1]
+    R = (Wp - W) // 2
+    flat = cidx.ravel()
+    iflat = inst.ravel()
+    use_inst = inst.shape[0] == H and inst.shape[1] == W
+    n_disk = offsets.shape[0]
+    n_pairs = pair_len_m.shape[0]
+    max_len_m = pair_len_m[n_pairs - 1] if n_pairs > 0 else 0
+    for y in range(H):
+        base = (y + R) * Wp + R
+        ibase = y * W
+        for x in range(W):
+            i = base + x
+            c = flat[i]
+            seen = np.uint64(0)
+            if c == ign:
+                if n_pairs == 0:
+                    continue
+                j = -1  # nearest valid pixel (offsets are sorted by distance)
+                for k in range(max_len_m):
+                    if flat[i + offsets[k]] != ign:
+                        j = k
+                        break
+                if j < 0:
+                    continue
+                p = 0
+                while pair_len_m[p] <= j:
+                    p += 1
+                len_n = pair_len_n[p]
+                c0 = -1
+                i0 = 0
+                two_keys = False
+                for k in range(len_n):
+                    q = i + offsets[k]
+                    cq = flat[q]
+                    if cq == ign:
                         continue
-                    j = -1  # nearest valid pixel (offsets are sorted by distance)
-                    for k in range(max_len_m):
-                        if flat[i + offsets[k]] != ign:
-                            j = k
-                            break
-                    if j < 0:
-                        continue
-                    p = 0
-                    while pair_len_m[p] <= j:
-                        p += 1
-                    len_n = pair_len_n[p]
-                    c0 = -1
-                    i0 = 0
-                    two_keys = False
+                    iq = iflat[ibase + x + inst_offsets[k]] if (use_inst and cq < num_classes) else 0
+                    if c0 < 0:
+                        c0 = cq
+                        i0 = iq
+                    elif cq != c0 or iq != i0:
+                        two_keys = True
+                        break
+                if two_keys:
                     for k in range(len_n):
-                        q = i + offsets[k]
-                        cq = flat[q]
-                        if cq == ign:
-                            continue
-                        iq = iflat[ibase + x + inst_offsets[k]] if (use_inst and cq < num_classes) else 0
-                        if c0 < 0:
-                            c0 = cq
-                            i0 = iq
-                        elif cq != c0 or iq != i0:
-                            two_keys = True
-                            break
-                    if two_keys:
-                        for k in range(len_n):
-                            cq = flat[i + offsets[k]]
-                            if cq < num_classes:  # ign and the foreign class are >= num_classes
-                                seen = emit(out, packed, cq, y, x, seen)
-                    continue
-                hit = distinct[y, x] != 0
-                if not hit and use_inst and c < num_classes and near[y, x] != 0:
-                    # one class in the disk: look for another instance key of that class
-                    i0 = iflat[ibase + x]
-                    for k in range(n_disk):
-                        if flat[i + offsets[k]] == c and iflat[ibase + x + inst_offsets[k]] != i0:
-                            hit = True
-                            break
-                if not hit:
-                    continue
-                if c < num_classes:
-                    seen = emit(out, packed, c, y, x, seen)
+                        cq = flat[i + offsets[k]]
+                        if cq < num_classes:  # ign and the foreign class are >= num_classes
+                            seen = _emit(out, packed, cq, y, x, seen)
+                continue
+            hit = distinct[y, x] != 0
+            if not hit and use_inst and c < num_classes and near[y, x] != 0:
+                # one class in the disk: look for another instance key of that class
+                i0 = iflat[ibase + x]
                 for k in range(n_disk):
-                    cq = flat[i + offsets[k]]
-                    if cq < num_classes:
-                        seen = emit(out, packed, cq, y, x, seen)
-
-    _KERNEL = kernel
-    return kernel
+                    if flat[i + offsets[k]] == c and iflat[ibase + x + inst_offsets[k]] != i0:
+                        hit = True
+                        break
+            if not hit:
+                continue
+            if c < num_classes:
+                seen = _emit(out, packed, c, y, x, seen)
+            for k in range(n_disk):
+                cq = flat[i + offsets[k]]
+                if cq < num_classes:
+                    seen = _emit(out, packed, cq, y, x, seen)
 
 
 def _near_instance_change(instance_mask: np.ndarray, reach: int) -> np.ndarray:
@@ -336,7 +329,7 @@ def _near_instance_change(instance_mask: np.ndarray, reach: int) -> np.ndarray:
     If q in D_r(p) has another id than p, the L-shaped pixel path from p to q, which stays in p's square, crosses
     such a change; so this map covers every pixel whose disk holds two instance ids (a cheap, safe prefilter).
     """
-    change = _instance_change_kernel()(instance_mask) if _HAS_NUMBA else _instance_change_numpy(instance_mask)
+    change = _instance_change_kernel(instance_mask) if _HAS_NUMBA else _instance_change_numpy(instance_mask)
     return cv2.dilate(change, np.ones((2 * reach + 1, 2 * reach + 1), np.uint8))
 
 
@@ -347,26 +340,16 @@ def _instance_change_numpy(instance_mask: np.ndarray) -> np.ndarray:
     return change
 
 
-_CHANGE_KERNEL = None
-
-
-def _instance_change_kernel():
-    global _CHANGE_KERNEL
-    if _CHANGE_KERNEL is None:
-
-        @numba.njit(cache=True, nogil=True, boundscheck=False)
-        def change(inst):  # 1 where the right or lower neighbour has another id, uint8 [H, W]
-            H, W = inst.shape
-            out = np.zeros((H, W), np.uint8)
-            for y in range(H):
-                y1 = min(y + 1, H - 1)
-                for x in range(W - 1):
-                    out[y, x] = (inst[y, x] != inst[y, x + 1]) | (inst[y, x] != inst[y1, x])
-                out[y, W - 1] = inst[y, W - 1] != inst[y1, W - 1]
-            return out
-
-        _CHANGE_KERNEL = change
-    return _CHANGE_KERNEL
+@_njit
+def _instance_change_kernel(inst):  # 1 where the right or lower neighbour has another id, uint8 [H, W]
+    H, W = inst.shape
+    out = np.zeros((H, W), np.uint8)
+    for y in range(H):
+        y1 = min(y + 1, H - 1)
+        for x in range(W - 1):
+            out[y, x] = (inst[y, x] != inst[y, x + 1]) | (inst[y, x] != inst[y1, x])
+        out[y, W - 1] = inst[y, W - 1] != inst[y1, W - 1]
+    return out
 
 
 def _run_numba(cidx, ign, instance_mask, radius, num_classes, out, packed) -> None:
@@ -387,9 +370,7 @@ def _run_numba(cidx, ign, instance_mask, radius, num_classes, out, packed) -> No
         near = _near_instance_change(inst, reach)
     flat_offsets = offsets[:, 0] * padded.shape[1] + offsets[:, 1]
     inst_offsets = offsets[:, 0] * cidx.shape[1] + offsets[:, 1]
-    _numba_kernel()(
-        padded, ign, inst, near, distinct, flat_offsets, inst_offsets, len_m, len_n, num_classes, out, packed
-    )
+    _kernel(padded, ign, inst, near, distinct, flat_offsets, inst_offsets, len_m, len_n, num_classes, out, packed)
 
 
 # ----------------------------------------------------------------------------------------------------------------
