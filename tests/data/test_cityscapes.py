@@ -12,6 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 from scipy.ndimage import distance_transform_edt
 
 from sbcb.data.cityscapes import LABELS, Cityscapes, instance_ids_to_instances, label_ids_to_compact
@@ -248,3 +249,32 @@ def test_fast_uint16_instance_path_equals_generic_path():
     np.testing.assert_array_equal(
         instance_ids_to_instances(ids.astype(np.uint16)), instance_ids_to_instances(ids.astype(np.int32))
     )
+
+
+def test_training_pipeline_batches_carry_official_boundaries(tree):
+    """Loader + library train transform + DataLoader: scale 1 and a full-size crop leave only flip and colour
+    jitter, and OTF commutes with flips, so each batch's packed boundaries must equal the official-semantics
+    reference on the raw labelIds (flipped when the segmentation target shows the sample was flipped)."""
+    transforms = pytest.importorskip("sbcb.data.transforms")
+    from sbcb.boundaries import unpack_boundaries
+    from sbcb.data.loader import TransformedDataset, build_dataloader
+
+    root, frames = tree
+    raw = Cityscapes(root, "train")
+    transform = transforms.build_train_transform((40, 56), 19, scale_range=(1.0, 1.0), cat_max_ratio=1.0)
+    loader = build_dataloader(TransformedDataset(raw, transform), batch_size=2, shuffle=False)
+    checked = 0
+    for batch in loader:
+        assert batch["boundaries"].dtype == torch.uint8 and batch["boundaries"].shape == (2, 3, 40, 56)
+        dense = unpack_boundaries(batch["boundaries"], 19).numpy()
+        for j, name in enumerate(batch["name"]):
+            label_ids, inst_ids = frames[name]
+            target = label_ids_to_compact(label_ids).astype(np.int64)
+            target[target >= 19] = 255  # void 254 -> ignore in the segmentation target
+            flipped = not np.array_equal(batch["label"][j].numpy(), target)
+            if flipped:
+                np.testing.assert_array_equal(batch["label"][j].numpy(), target[:, ::-1])
+            want = _reference_from_label_ids(label_ids, inst_ids, 2.0, True)
+            np.testing.assert_array_equal(dense[j], want[:, :, ::-1] if flipped else want)
+            checked += 1
+    assert checked == 4
