@@ -27,6 +27,7 @@ COMMANDS: list[str] = [
     "sbcb.cli.export",
     "sbcb.cli.predict",
     "sbcb.cli.check_data",
+    "sbcb.cli.boundaries",
 ]
 
 
