@@ -74,6 +74,17 @@ def test_matches_direct_reference_with_out_of_range_values_and_batches():
     assert out["aacc"] == pytest.approx(aacc_ref)
 
 
+def test_torch_path_equals_numpy_path():
+    rng = np.random.default_rng(1)
+    p = rng.integers(-1, 6, size=(3, 5, 7))
+    g = rng.choice([0, 1, 2, 3, 4, 254, 255], size=(3, 5, 7))
+    a = confusion_matrix(torch.from_numpy(p), torch.from_numpy(g).to(torch.uint8), 5)
+    b = confusion_matrix(p, g.astype(np.uint8), 5)
+    np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="integer"):
+        confusion_matrix(torch.zeros(2, 2), torch.zeros(2, 2, dtype=torch.long), 2)
+
+
 def test_sync_is_noop_without_distributed_and_reset():
     m = MeanIoU(2)
     m.update(np.array([0, 1]), np.array([0, 0]))

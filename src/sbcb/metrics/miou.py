@@ -29,6 +29,8 @@ def confusion_matrix(pred: Any, gt: Any, num_classes: int, *, ignore_index: int 
         prediction still counts in the GT area, and a prediction on an out-of-range (non-ignore) GT pixel
         still counts in the predicted area. The extra bin keeps exactly that information.
     """
+    if _is_tensor(pred) and _is_tensor(gt) and pred.device == gt.device:
+        return _confusion_matrix_torch(pred, gt, num_classes, ignore_index)
     p = _as_numpy(pred)
     g = _as_numpy(gt)
     if p.shape != g.shape:
@@ -44,6 +46,30 @@ def confusion_matrix(pred: Any, gt: Any, num_classes: int, *, ignore_index: int 
     p = np.where((p >= 0) & (p < k), p, k)
     g = np.where((g >= 0) & (g < k), g, k)
     return np.bincount(g * (k + 1) + p, minlength=(k + 1) * (k + 1)).reshape(k + 1, k + 1)
+
+
+def _is_tensor(x: Any) -> bool:
+    return hasattr(x, "detach") and hasattr(x, "device")
+
+
+def _confusion_matrix_torch(pred: Any, gt: Any, num_classes: int, ignore_index: int) -> np.ndarray:
+    """`confusion_matrix` computed where the tensors live (no label-map copy to the host), same result."""
+    import torch
+
+    if pred.shape != gt.shape:
+        raise ValueError(f"pred shape {tuple(pred.shape)} != gt shape {tuple(gt.shape)}; pass class ids, not logits")
+    if pred.is_floating_point() or gt.is_floating_point() or pred.is_complex() or gt.is_complex():
+        raise ValueError(f"pred and gt must hold integer class ids, got {pred.dtype} and {gt.dtype}")
+    k = int(num_classes)
+    p = pred.detach().reshape(-1).long()
+    g = gt.detach().reshape(-1).long()
+    keep = g != ignore_index
+    p = p[keep]
+    g = g[keep]
+    p = torch.where((p >= 0) & (p < k), p, torch.full_like(p, k))
+    g = torch.where((g >= 0) & (g < k), g, torch.full_like(g, k))
+    counts = torch.bincount(g * (k + 1) + p, minlength=(k + 1) * (k + 1))
+    return counts.cpu().numpy().astype(np.int64).reshape(k + 1, k + 1)
 
 
 def scores_from_confusion(conf: np.ndarray) -> dict[str, Any]:
