@@ -19,6 +19,13 @@ _LAZY = {
     "ADE20K": "sbcb.data.ade20k",
     "FolderDataset": "sbcb.data.folder",
     "CamVid": "sbcb.data.camvid",
+    "DataError": "sbcb.data.validation",
+    "TransformedDataset": "sbcb.data.loader",
+    "build_dataloader": "sbcb.data.loader",
+    "build_dataset": "sbcb.data.registry",
+    "list_datasets": "sbcb.data.registry",
+    "build_train_transform": "sbcb.data.transforms",
+    "build_eval_transform": "sbcb.data.transforms",
 }
 
 __all__ = ["DatasetInfo", *_LAZY]
