@@ -44,14 +44,44 @@ HEADS = [  # (label, registry name, num_classes, binary loss)
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def backbone_step(size: tuple[int, int], batch: int):
+def r50_d8() -> torch.nn.Module:
     try:
         import timm
     except ImportError as e:
         raise ImportError('this benchmark needs timm: pip install "sbcb[timm]"') from e
     model = timm.create_model("resnet50", features_only=True, output_stride=8, pretrained=False)
     assert model.feature_info.channels() == R50_CHANNELS and model.feature_info.reduction() == R50_STRIDES
-    model.train()
+    return model
+
+
+def forward_gmacs(make_model, make_inputs, call) -> float:
+    """Forward multiply-accumulates (1e9) of one call, counted on the meta device: exact and free of noise."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.device("meta"):
+        model, inputs = make_model(), make_inputs()
+        with FlopCounterMode(display=False) as counter:
+            call(model, inputs)
+    return counter.get_total_flops() / 2e9
+
+
+def backbone_gmacs(size: tuple[int, int], batch: int) -> float:
+    return forward_gmacs(r50_d8, lambda: torch.empty(batch, 3, *size), lambda m, x: m(x))
+
+
+def head_gmacs(name: str, k: int, sides: list[int], size: tuple[int, int], scale: int, batch: int) -> float:
+    channels = [R50_CHANNELS[i] for i in sides]
+    strides = [R50_STRIDES[i] for i in sides]
+    out_size = (size[0] // scale, size[1] // scale)
+    return forward_gmacs(
+        lambda: build_head(name, channels, k),
+        lambda: [torch.empty(batch, c, size[0] // s, size[1] // s) for c, s in zip(channels, strides)],
+        lambda head, feats: head(feats, out_size),
+    )
+
+
+def backbone_step(size: tuple[int, int], batch: int):
+    model = r50_d8().train()
     x = torch.randn(batch, 3, *size)
 
     def step() -> None:
@@ -95,11 +125,13 @@ def run(sizes: list[tuple[int, int]], *, rounds: int, dds_rounds: int, dds_scale
     rows = []
     for size in sizes:
         configs = [("backbone R50-d8", "-", 1, backbone_step(size, batch), rounds)]
+        macs = [backbone_gmacs(size, batch)]
         for label, name, k, binary in HEADS:
             sides = list(range(5)) if name == "dds" else DEFAULT_SIDES
             for scale in dds_scales if name == "dds" else [1, 2, 4]:
                 n = dds_rounds if name == "dds" else rounds
                 configs.append((label, f"1/{scale}", scale, head_step(name, k, binary, sides, size, scale, batch), n))
+                macs.append(head_gmacs(name, k, sides, size, scale, batch))
         wall: list[list[float]] = [[] for _ in configs]
         cpu: list[list[float]] = [[] for _ in configs]
         for _, _, _, step, n in configs:  # warm-up (allocator, oneDNN kernels); DDS is too slow to repeat
@@ -128,6 +160,8 @@ def run(sizes: list[tuple[int, int]], *, rounds: int, dds_rounds: int, dds_scale
                     "cpu_ms_min": round(c, 1),
                     "cpu_ms_median": round(statistics.median(cpu[i]), 1),
                     "rounds": len(wall[i]),
+                    "fwd_gmacs": round(macs[i], 3),
+                    "x_backbone_macs": round(macs[i] / macs[0], 4),
                     "x_backbone_cpu": round(c / backbone_cpu, 3),
                     "x_backbone_wall": round(w / backbone_wall, 3),
                     "x_full_output_cpu": round(c / full_cpu[label], 3) if i else None,
@@ -145,18 +179,20 @@ def to_markdown(result: dict) -> str:
         f"{meta['batch']}, K = {K}. Head = forward + `sbd_loss_terms` + backward into the features; backbone = "
         "timm resnet50 (output_stride 8) forward + backward. Fastest of interleaved rounds on a shared, "
         "contended 2-core machine (contention only adds time): read the ratios, not the absolute ms. "
-        "CPU ms = process CPU time summed over threads (steadier under contention than wall time).",
+        "CPU ms = process CPU time summed over threads (steadier under contention than wall time). GMACs: forward "
+        "multiply-accumulates of convs/matmuls, counted exactly on the meta device (no noise; elementwise ops, "
+        "resizes and the loss are not counted).",
         "",
         "| input | what | output res | wall ms (min) | CPU ms (min) | CPU ms (median) | rounds | x backbone (CPU) "
-        "| x backbone (wall) | x own full-res (CPU) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| x backbone (wall) | x own full-res (CPU) | fwd GMACs | x backbone (MACs) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
         full = "-" if r["x_full_output_cpu"] is None else f"{r['x_full_output_cpu']:.2f}"
         lines.append(
             f"| {r['input']} | {r['what']} | {r['output']} | {r['wall_ms_min']:.0f} | {r['cpu_ms_min']:.0f} "
             f"| {r['cpu_ms_median']:.0f} | {r['rounds']} | {r['x_backbone_cpu']:.3f} | {r['x_backbone_wall']:.3f} "
-            f"| {full} |"
+            f"| {full} | {r['fwd_gmacs']:.2f} | {r['x_backbone_macs']:.4f} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -120,3 +120,37 @@ def test_autocast_bf16_outputs_follow_the_autocast_dtype(name):
         assert value.dtype == torch.bfloat16, key  # no silent fp32 copy of a [B, K, H, W] map
         # bf16 keeps ~3 significant digits; the fp32 run is the reference.
         torch.testing.assert_close(value.float(), reference[key], rtol=0.1, atol=0.1)
+
+
+def forward_macs(name: str, channels: list[int], strides: list[int], k: int, size: tuple[int, int]) -> float:
+    """Conv/matmul multiply-accumulates of one forward pass, counted on the meta device (no compute)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.device("meta"):
+        head = build_head(name, channels, k)
+        feats = [torch.empty(1, c, size[0] // s, size[1] // s) for c, s in zip(channels, strides)]
+        with FlopCounterMode(display=False) as counter:
+            head(feats, size)
+    return counter.get_total_flops() / 2  # FLOPs count a multiply-accumulate as 2
+
+
+def test_macs_match_the_paper_gflops_deltas():
+    """Paper Tab. 1a (GFLOPs = MACs at a 512x1024 input, spec §10.1): SBCB with CASENet 508, DFF 545, DDS 2228.
+
+    Same segmentor, so the head differences are DFF - CASENet = 545 - 508 = 37 (each value rounded: +-1) and
+    DDS - CASENet = 2228 - 508 = 1720 (+-1). R101-d8 sides: stem 1/2, layer1 1/4, layer2..4 1/8.
+    """
+    size = (512, 1024)
+    casenet = forward_macs("casenet", [64, 256, 512, 2048], [2, 4, 8, 8], 19, size)
+    dff = forward_macs("dff", [64, 256, 512, 2048], [2, 4, 8, 8], 19, size)
+    dds = forward_macs("dds", [64, 256, 512, 1024, 2048], [2, 4, 8, 8, 8], 19, size)
+    assert abs((dff - casenet) / 1e9 - 37) <= 1
+    assert abs((dds - casenet) / 1e9 - 1720) <= 1
+    # CASENet alone, by hand (P = 512*1024 = 524,288 output pixels):
+    #   semantic 3x3 19->19 at full res:      9*19*19 * 524,288        = 1,703,411,712
+    #   semantic 1x1 2048->19 at 64x128:      2048*19 * 8,192          =   318,767,104
+    #   binary 1x1s: 64*131,072 + 256*32,768 + 512*8,192               =    20,971,520
+    #   binary 3x3 1->1 on three full-res maps: 3 * 9 * 524,288        =    14,155,776
+    #   fuse: 19 x 3 binary-side mixing per pixel: 57 * 524,288        =    29,884,416
+    #   (the per-class scale of S is elementwise, not counted)     total = 2,087,190,528
+    assert casenet == 2_087_190_528
