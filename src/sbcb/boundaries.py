@@ -250,127 +250,162 @@ def _emit(out, packed, c, y, x, seen):
 
 
 @_njit
-def _kernel(cidx, ign, inst, near, distinct, offsets, inst_offsets, pair_len_m, pair_len_n, num_classes, out, packed):
-    # cidx is padded by R = floor(r) on every side with ign so that neighbours need no bounds checks: an
-    # out-of-image pixel then contributes nothing, exactly like an ignore pixel. inst is not padded: it is read
-    # only where cidx says the pixel is valid, hence inside the image.
-    H, W = distinct.shape
-    Wp = cidx.shape[1]
-    R = (Wp - W) // 2
-    flat = cidx.ravel()
+def _prepare(mask, num_classes, ignore_index, reach, width_padded):
+    """Class codes (0..K-1, K = foreign, 255 = ignore) and codes + 1 (ignore -> 0), padded by `reach` (and on the
+    right up to `width_padded`) with the neutral value of each: out-of-image pixels then act like ignore."""
+    H, W = mask.shape
+    code = np.full((H + 2 * reach, width_padded), 255, np.uint8)
+    plus1 = np.zeros((H + 2 * reach, width_padded), np.uint8)
+    for y in range(H):
+        for x in range(W):
+            v = mask[y, x]
+            c = 255 if v == ignore_index else (v if 0 <= v < num_classes else num_classes)
+            code[y + reach, x + reach] = c
+            plus1[y + reach, x + reach] = 0 if c == 255 else c + 1
+    return code, plus1
+
+
+def _prepare_uint8(mask, num_classes, ignore_index, reach, width_padded):
+    """`_prepare` for uint8 masks with two OpenCV look-up tables written straight into the padded buffers."""
+    H, W = mask.shape
+    lut = np.full(256, num_classes, np.uint8)
+    lut[:num_classes] = np.arange(num_classes)
+    if 0 <= ignore_index <= 255:
+        lut[ignore_index] = 255
+    code = np.full((H + 2 * reach, width_padded), 255, np.uint8)
+    plus1 = np.zeros((H + 2 * reach, width_padded), np.uint8)
+    window = (slice(reach, reach + H), slice(reach, reach + W))
+    cv2.LUT(mask, lut, dst=code[window])
+    cv2.LUT(mask, (lut + np.uint8(1)).astype(np.uint8), dst=plus1[window])  # 255 + 1 wraps to 0
+    return code, plus1
+
+
+@_njit
+def _instance_change_padded(inst, reach, width_padded):
+    """1 where the right or lower neighbour has another instance id, in the padded layout of `_prepare`."""
+    H, W = inst.shape
+    out = np.zeros((H + 2 * reach, width_padded), np.uint8)
+    for y in range(H):
+        y1 = min(y + 1, H - 1)
+        row = out[y + reach, reach : reach + W]
+        a = inst[y]
+        below = inst[y1]
+        for x in range(W - 1):
+            row[x] = (a[x] != a[x + 1]) | (a[x] != below[x])
+        row[W - 1] = a[W - 1] != below[W - 1]
+    return out
+
+
+@_njit
+def _kernel(code, work, distinct, inst, offsets, inst_offsets, pair_len_m, pair_len_n, num_classes, out, packed):
+    # code/work/distinct are padded by R = floor(r) (and on the right to a multiple of 8) with neutral values, so
+    # neighbours need no bounds checks. inst is not padded: it is read only where `code` says the pixel is valid,
+    # hence inside the image. `work` marks the only pixels that can be positive; it is scanned 8 bytes at a time.
+    ign = 255
+    _, H, W = out.shape
+    Wp = code.shape[1]
+    R = (code.shape[0] - H) // 2
+    flat = code.ravel()
+    dflat = distinct.ravel()
+    wflat = work.ravel()
+    words = wflat.view(np.uint64)
     iflat = inst.ravel()
     use_inst = inst.shape[0] == H and inst.shape[1] == W
     n_disk = offsets.shape[0]
     n_pairs = pair_len_m.shape[0]
     max_len_m = pair_len_m[n_pairs - 1] if n_pairs > 0 else 0
     for y in range(H):
-        base = (y + R) * Wp + R
-        ibase = y * W
-        for x in range(W):
-            i = base + x
-            c = flat[i]
-            seen = np.uint64(0)
-            if c == ign:
-                if n_pairs == 0:
+        row = (y + R) * Wp
+        for wi in range(Wp // 8):
+            if words[(row >> 3) + wi] == 0:
+                continue
+            for xp in range(max(8 * wi, R), min(8 * wi + 8, R + W)):
+                i = row + xp
+                if wflat[i] == 0:
                     continue
-                j = -1  # nearest valid pixel (offsets are sorted by distance)
-                for k in range(max_len_m):
-                    if flat[i + offsets[k]] != ign:
-                        j = k
-                        break
-                if j < 0:
-                    continue
-                p = 0
-                while pair_len_m[p] <= j:
-                    p += 1
-                len_n = pair_len_n[p]
-                c0 = -1
-                i0 = 0
-                two_keys = False
-                for k in range(len_n):
-                    q = i + offsets[k]
-                    cq = flat[q]
-                    if cq == ign:
+                x = xp - R
+                ibase = y * W + x
+                c = flat[i]
+                seen = np.uint64(0)
+                if c == ign:
+                    if n_pairs == 0:
                         continue
-                    iq = iflat[ibase + x + inst_offsets[k]] if (use_inst and cq < num_classes) else 0
-                    if c0 < 0:
-                        c0 = cq
-                        i0 = iq
-                    elif cq != c0 or iq != i0:
-                        two_keys = True
-                        break
-                if two_keys:
+                    j = -1  # nearest valid pixel (offsets are sorted by distance)
+                    for k in range(max_len_m):
+                        if flat[i + offsets[k]] != ign:
+                            j = k
+                            break
+                    if j < 0:
+                        continue
+                    p = 0
+                    while pair_len_m[p] <= j:
+                        p += 1
+                    len_n = pair_len_n[p]
+                    c0 = -1
+                    i0 = 0
+                    two_keys = False
                     for k in range(len_n):
                         cq = flat[i + offsets[k]]
-                        if cq < num_classes:  # ign and the foreign class are >= num_classes
-                            seen = _emit(out, packed, cq, y, x, seen)
-                continue
-            hit = distinct[y, x] != 0
-            if not hit and use_inst and c < num_classes and near[y, x] != 0:
-                # one class in the disk: look for another instance key of that class
-                i0 = iflat[ibase + x]
+                        if cq == ign:
+                            continue
+                        iq = iflat[ibase + inst_offsets[k]] if (use_inst and cq < num_classes) else 0
+                        if c0 < 0:
+                            c0 = cq
+                            i0 = iq
+                        elif cq != c0 or iq != i0:
+                            two_keys = True
+                            break
+                    if two_keys:
+                        for k in range(len_n):
+                            cq = flat[i + offsets[k]]
+                            if cq < num_classes:  # ign and the foreign class are >= num_classes
+                                seen = _emit(out, packed, cq, y, x, seen)
+                    continue
+                hit = dflat[i] != 0
+                if not hit and use_inst and c < num_classes:
+                    # one class in the disk, but an instance change nearby: look for another id of that class
+                    i0 = iflat[ibase]
+                    for k in range(n_disk):
+                        if flat[i + offsets[k]] == c and iflat[ibase + inst_offsets[k]] != i0:
+                            hit = True
+                            break
+                if not hit:
+                    continue
+                if c < num_classes:
+                    seen = _emit(out, packed, c, y, x, seen)
                 for k in range(n_disk):
-                    if flat[i + offsets[k]] == c and iflat[ibase + x + inst_offsets[k]] != i0:
-                        hit = True
-                        break
-            if not hit:
-                continue
-            if c < num_classes:
-                seen = _emit(out, packed, c, y, x, seen)
-            for k in range(n_disk):
-                cq = flat[i + offsets[k]]
-                if cq < num_classes:
-                    seen = _emit(out, packed, cq, y, x, seen)
+                    cq = flat[i + offsets[k]]
+                    if cq < num_classes:
+                        seen = _emit(out, packed, cq, y, x, seen)
 
 
-def _near_instance_change(instance_mask: np.ndarray, reach: int) -> np.ndarray:
-    """uint8 [H, W]: 1 where the (2R+1)² square holds a change of instance id between 4-neighbours.
-
-    If q in D_r(p) has another id than p, the L-shaped pixel path from p to q, which stays in p's square, crosses
-    such a change; so this map covers every pixel whose disk holds two instance ids (a cheap, safe prefilter).
-    """
-    change = _instance_change_kernel(instance_mask) if _HAS_NUMBA else _instance_change_numpy(instance_mask)
-    return cv2.dilate(change, np.ones((2 * reach + 1, 2 * reach + 1), np.uint8))
-
-
-def _instance_change_numpy(instance_mask: np.ndarray) -> np.ndarray:
-    change = np.zeros(instance_mask.shape, np.uint8)
-    change[:, :-1] |= instance_mask[:, 1:] != instance_mask[:, :-1]
-    change[:-1] |= instance_mask[1:] != instance_mask[:-1]
-    return change
-
-
-@_njit
-def _instance_change_kernel(inst):  # 1 where the right or lower neighbour has another id, uint8 [H, W]
-    H, W = inst.shape
-    out = np.zeros((H, W), np.uint8)
-    for y in range(H):
-        y1 = min(y + 1, H - 1)
-        for x in range(W - 1):
-            out[y, x] = (inst[y, x] != inst[y, x + 1]) | (inst[y, x] != inst[y1, x])
-        out[y, W - 1] = inst[y, W - 1] != inst[y1, W - 1]
-    return out
-
-
-def _run_numba(cidx, ign, instance_mask, radius, num_classes, out, packed) -> None:
+def _run_numba(mask, num_classes, ignore_index, instance_mask, radius, out, packed) -> None:
     offsets, sq = _disk(radius)
     kernel = _disk_kernel(radius)
     reach = kernel.shape[0] // 2
-    distinct = _class_distinct(cidx, ign, kernel)
-    pairs = _ignore_pairs(radius)
-    len_m = np.array([np.searchsorted(sq, m, side="right") for m, _ in pairs], np.int64)
-    len_n = np.array([np.searchsorted(sq, n, side="right") for _, n in pairs], np.int64)
-    padded = cv2.copyMakeBorder(cidx, reach, reach, reach, reach, cv2.BORDER_CONSTANT, value=ign)
+    H, W = mask.shape
+    width_padded = (W + 2 * reach + 7) // 8 * 8
+    prepare = _prepare_uint8 if mask.dtype == np.uint8 else _prepare
+    code, plus1 = prepare(np.ascontiguousarray(mask), num_classes, ignore_index, reach, width_padded)
+    # >= 2 classes in D_r: max(code + 1) > min(code) + 1; all-ignore windows give 0 > 255 (saturated): false
+    hi = cv2.dilate(plus1, kernel)
+    distinct = cv2.compare(hi, cv2.add(cv2.erode(code, kernel), 1), cv2.CMP_GT)
+    work = distinct
     if instance_mask is None:
         inst = np.zeros((1, 1), np.int32)
-        near = np.zeros((1, 1), np.uint8)
     else:
         # the kernel reads instance ids only on class pixels, so ids on ignore/foreign pixels are dropped there
         inst = np.ascontiguousarray(instance_mask)
-        near = _near_instance_change(inst, reach)
-    flat_offsets = offsets[:, 0] * padded.shape[1] + offsets[:, 1]
-    inst_offsets = offsets[:, 0] * cidx.shape[1] + offsets[:, 1]
-    _kernel(padded, ign, inst, near, distinct, flat_offsets, inst_offsets, len_m, len_n, num_classes, out, packed)
+        # If q in D_r(p) has another id than p, the L-shaped pixel path from p to q, inside p's (2R+1)² square,
+        # crosses a change between 4-neighbours: the dilated change map covers every pixel that IS can add.
+        change = _instance_change_padded(inst, reach, width_padded)
+        work = distinct | cv2.dilate(change, np.ones((2 * reach + 1, 2 * reach + 1), np.uint8))
+    pairs = _ignore_pairs(radius)
+    len_m = np.array([np.searchsorted(sq, m, side="right") for m, _ in pairs], np.int64)
+    len_n = np.array([np.searchsorted(sq, n, side="right") for _, n in pairs], np.int64)
+    flat_offsets = offsets[:, 0] * width_padded + offsets[:, 1]
+    inst_offsets = offsets[:, 0] * W + offsets[:, 1]
+    _kernel(code, work, distinct, inst, flat_offsets, inst_offsets, len_m, len_n, num_classes, out, packed)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -432,12 +467,14 @@ def _compute(mask, num_classes, radius, ignore_index, instance_mask, backend, pa
     out = np.zeros((channels, H, W), np.uint8)
     if radius < 1 or H == 0 or W == 0:  # the disk holds only its centre: nothing is within r of another pixel
         return out
-    cidx, ign = _class_index(mask, num_classes, ignore_index)
     if instance_mask is not None and not instance_mask.any():
         instance_mask = None
-    if backend == "numba" or (backend == "auto" and _HAS_NUMBA):
-        _run_numba(cidx, ign, instance_mask, radius, num_classes, out, packed)
+    if backend == "numba" and num_classes > 254:
+        raise ValueError(f'backend="numba" handles up to 254 classes, got {num_classes}: use backend="opencv"')
+    if backend == "numba" or (backend == "auto" and _HAS_NUMBA and num_classes <= 254):
+        _run_numba(mask, num_classes, ignore_index, instance_mask, radius, out, packed)
     else:
+        cidx, ign = _class_index(mask, num_classes, ignore_index)
         inst_keys = None if instance_mask is None else _instance_keys(instance_mask, cidx, num_classes)
         _run_opencv(cidx, ign, inst_keys, radius, num_classes, out, packed)
     return out
