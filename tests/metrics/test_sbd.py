@@ -342,3 +342,29 @@ def test_folder_evaluation_resumes_from_cache(tmp_path):
     np.testing.assert_array_equal(out2["ap"], ref["ap"])
     with pytest.raises(ValueError, match="other settings"):
         evaluate_folders(SBDEvaluator(2, thresholds=19, max_dist=0.05), pred_dir, gt_dir, **kw)
+
+
+def test_folder_evaluation_from_label_pngs(tmp_path):
+    pytest.importorskip("sbcb.boundaries")
+    import cv2
+
+    rng = np.random.default_rng(1)
+    label = np.kron(rng.integers(0, 3, (4, 5)), np.ones((8, 8), dtype=np.uint8)).astype(np.uint8)
+    label[:8, :8] = 255
+    inst = np.zeros(label.shape, np.uint16)
+    inst[8:24, 8:16] = 300  # 16-bit ids survive the PNG round trip
+    inst[8:24, 16:24] = 301
+    label[8:24, 8:24] = 1
+    cv2.imwrite(str(tmp_path / "s_label.png"), label)
+    cv2.imwrite(str(tmp_path / "s_instance.png"), inst)
+    gt = prepare_sbd_gt(label, 3, instance=inst.astype(np.int32))
+    pred = np.clip(gt * 0.9 + 0.05 * rng.random(gt.shape), 0, 1)
+    save_prediction(tmp_path / "pred", "s", pred)
+    direct = SBDEvaluator(3, thresholds=9, max_dist=0.05)
+    direct.update(pred, gt)
+    out = evaluate_folders(
+        SBDEvaluator(3, thresholds=9, max_dist=0.05), tmp_path / "pred", tmp_path, gt_format="labels",
+        gt_suffix="_label.png",
+    )  # fmt: skip
+    np.testing.assert_array_equal(out["ods_f"], direct.compute()["ods_f"])
+    assert out["ods_f"][1] > 0.9
