@@ -569,21 +569,40 @@ def _uniform_noise(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarr
 
 
 def _render(canvas: _Canvas, cam: _Camera, rng: np.random.Generator, scene: dict) -> np.ndarray:
-    """Turn the segment map into an RGB uint8 image [H, W, 3]."""
+    """Turn the segment map into an RGB uint8 image [H, W, 3].
+
+    Colour work is split so that only two full-frame passes touch all three channels: additive colour (segment
+    colours, sky gradient, grey texture) and one multiplicative single-channel shading map (windows, fence posts,
+    lighting gradient, cast shadows).
+    """
     h, w = canvas.seg.shape
     seg = canvas.seg
     classes = np.asarray(canvas.classes, np.int64)
     tex_class = np.where(classes == IGNORE_INDEX, len(CLASS_NAMES), classes)
-    img = np.take(np.stack(canvas.colours).astype(np.float32), seg, axis=0)  # [H, W, 3]
+    cast = rng.uniform(0.9, 1.1, 3).astype(np.float32)  # colour cast of the whole picture
+    img = np.take(np.stack(canvas.colours).astype(np.float32) * cast, seg, axis=0)  # [H, W, 3]
 
     # sky: vertical gradient towards the horizon (segment 0 is the sky, never below the horizon band)
     top, horizon = scene["sky"]
     rows = min(h, int(np.ceil(cam.horizon)) + 2)
     t = np.clip((np.arange(rows, dtype=np.float32) + 0.5) / cam.horizon, 0, 1)[:, None, None]
-    sky = np.broadcast_to((top + (horizon - top) * t).astype(np.float32), (rows, w, 3))
+    sky = np.broadcast_to(((top + (horizon - top) * t) * cast).astype(np.float32), (rows, w, 3))
     np.copyto(img[:rows], sky, where=(seg[:rows] == 0)[..., None])
 
-    # windows on facades and posts on fences, in facade coordinates so they follow the perspective
+    # texture: low-frequency blotches and grain, amplitude by class, the same on all channels
+    texture = _smooth_noise(rng, h, w, max(h // 16, 2))
+    texture += 0.5 * _smooth_noise(rng, h, w, max(h // 64, 1))
+    texture *= np.take(_TEXTURE_LOW[tex_class], seg)
+    texture += np.take(_TEXTURE_GRAIN[tex_class], seg) * _uniform_noise(rng, (h, w))
+    img += texture[..., None]
+
+    # shading: exposure and a linear lighting gradient ...
+    ys = (np.arange(h, dtype=np.float32) / h - 0.5)[:, None]
+    xs = (np.arange(w, dtype=np.float32) / w - 0.5)[None, :]
+    shade = np.float32(rng.uniform(0.65, 1.25)) * (
+        1 + np.float32(rng.uniform(-0.5, 0.5)) * xs + np.float32(rng.uniform(-0.3, 0.3)) * ys
+    )
+    # ... windows on facades and posts on fences, in facade coordinates so that they follow the perspective ...
     for lateral, ids in scene["facades"].values():
         if not ids:
             continue
@@ -592,26 +611,14 @@ def _render(canvas: _Canvas, cam: _Camera, rng: np.random.Generator, scene: dict
         window = ((zq % 1.0) > 0.35)[None, :] & (hf > 0.3) & (hf < 0.8) & (hq > 1.0)
         sub = seg[:, cols]
         window &= (sub >= ids[0]) & (sub <= ids[-1])
-        view = img[:, cols]  # a view: the in-place multiply below writes into img
+        view = shade[:, cols]  # a view: the in-place multiply writes into shade
         view[window] *= np.float32(rng.uniform(0.35, 0.7))
     for lateral, fence_id in scene["fences"]:
         cols, zq, _ = _facade_pattern(cam, h, w, lateral, rng.uniform(1.5, 3.0), 1.0)
         post = ((zq % 1.0) < 0.15)[None, :] & (seg[:, cols] == fence_id)
-        view = img[:, cols]
+        view = shade[:, cols]
         view[post] *= np.float32(0.6)
-
-    # texture: low-frequency blotches and grain, amplitude by class
-    texture = _smooth_noise(rng, h, w, max(h // 16, 2))
-    texture += 0.5 * _smooth_noise(rng, h, w, max(h // 64, 1))
-    texture *= np.take(_TEXTURE_LOW[tex_class], seg)
-    texture += np.take(_TEXTURE_GRAIN[tex_class], seg) * _uniform_noise(rng, (h, w))
-
-    # lighting: exposure, a linear gradient and cast shadows across classes, then a colour cast
-    ys = (np.arange(h, dtype=np.float32) / h - 0.5)[:, None]
-    xs = (np.arange(w, dtype=np.float32) / w - 0.5)[None, :]
-    gain = np.float32(rng.uniform(0.65, 1.25)) * (
-        1 + np.float32(rng.uniform(-0.5, 0.5)) * xs + np.float32(rng.uniform(-0.3, 0.3)) * ys
-    )
+    # ... and cast shadows that cross class borders
     shadow = np.zeros((h, w), np.uint8)
     for _ in range(int(rng.integers(0, 3))):
         x0 = rng.uniform(-0.2, 1.2) * w
@@ -624,16 +631,17 @@ def _render(canvas: _Canvas, cam: _Camera, rng: np.random.Generator, scene: dict
             ]
         )
         cv2.fillPoly(shadow, [np.round(pts).astype(np.int32)], 1)
-    gain *= 1 - np.float32(rng.uniform(0.3, 0.5)) * shadow
-    img += texture[..., None]
-    img *= gain[..., None]
-    img *= rng.uniform(0.9, 1.1, 3).astype(np.float32)
+    strength = np.float32(rng.uniform(0.3, 0.5))
+    if shadow.any():
+        shade *= 1 - strength * shadow
+    img *= shade[..., None]
 
-    # optics and sensor: blur across object edges, then noise
+    # optics and sensor: blur across object edges, then luminance noise
     sigma = max(0.5, rng.uniform(0.6, 1.3) * w / 1024)
     img = cv2.GaussianBlur(img, (0, 0), sigma)
-    img += _uniform_noise(rng, img.shape) * np.float32(rng.uniform(2.0, 6.0))
-    return np.clip(img, 0, 255).astype(np.uint8)
+    img += (_uniform_noise(rng, (h, w)) * np.float32(rng.uniform(2.0, 6.0)))[..., None]
+    np.clip(img, 0, 255, out=img)
+    return img.astype(np.uint8)
 
 
 def render_street(rng: np.random.Generator, height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
