@@ -105,14 +105,16 @@ d = np.load(sys.argv[1])
 pred, gt, thr = d["pred"], d["gt"], d["thresholds"]
 out = np.zeros(pred.shape[:2] + (len(thr), 4), dtype=np.int64)
 t0 = time.perf_counter()
+c0 = time.process_time()
 for i in range(pred.shape[0]):
     for c in range(pred.shape[1]):
         cr, sr, cp, sp = evaluate_boundaries_threshold(thr, pred[i, c].astype(np.float64), gt[i, c], max_dist=0.0035,
                                                        apply_thinning=True)
         out[i, c] = np.stack([cr, sr, cp, sp], axis=1)
 dt = time.perf_counter() - t0
+cpu = time.process_time() - c0
 np.save(sys.argv[2], out)
-print(json.dumps({"seconds": dt}))
+print(json.dumps({"seconds": dt, "cpu_seconds": cpu}))
 """
 
 
@@ -131,19 +133,21 @@ def run_pyedgeeval(preds, gts, thresholds):
         if res.returncode != 0:
             print("pyEdgeEval failed:", res.stderr[-2000:], file=sys.stderr)
             return None
-        seconds = json.loads(res.stdout.strip().splitlines()[-1])["seconds"]
-        return np.load(outp), seconds
+        times = json.loads(res.stdout.strip().splitlines()[-1])
+        return np.load(outp), times["seconds"], times["cpu_seconds"]
 
 
-def timed_counts(preds, gts, thresholds, backend, thin_variant="standard"):
-    t0 = time.perf_counter()
+def timed_counts(preds, gts, thresholds, backend, thin_variant="standard", cpu=False):
+    """Counts [N, K, T, 4] and wall seconds (or CPU seconds of this process with cpu=True)."""
+    clock = time.process_time if cpu else time.perf_counter
+    t0 = clock()
     counts = np.stack(
         [
             image_counts(p, g, thresholds=thresholds, backend=backend, thin_variant=thin_variant)
             for p, g in zip(preds, gts)
         ]
     )
-    return counts, time.perf_counter() - t0
+    return counts, clock() - t0
 
 
 def main() -> int:
@@ -167,7 +171,8 @@ def main() -> int:
         key = f"{h}x{w}"
         preds, gts = make_case(0, n, h, w, k)
         c_fast, t_fast = timed_counts(preds, gts, thresholds, "numba")
-        row = {"sbcb_numba_s_per_image": t_fast / n}
+        cpu_fast = timed_counts(preds, gts, thresholds, "numba", cpu=True)[1]
+        row = {"sbcb_numba_s_per_image": t_fast / n, "sbcb_numba_cpu_s_per_image": cpu_fast / n}
         # The plain NumPy/SciPy path on a subset (it is slow): per image-class seconds, scaled to K classes.
         sub_n, sub_k = (1, 2) if args.quick else (2, 3)
         sp = [p[:sub_k] for p in preds[:sub_n]]
@@ -187,11 +192,16 @@ def main() -> int:
         else:
             pe = None
         if pe is not None:
-            c_pe, t_pe = pe
-            t_ours = timed_counts([p[:pe_k] for p in preds[:pe_n]], [g[:pe_k] for g in gts[:pe_n]], thresholds, "numba")
+            c_pe, t_pe, cpu_pe = pe
+            sub_p, sub_g = [p[:pe_k] for p in preds[:pe_n]], [g[:pe_k] for g in gts[:pe_n]]
+            t_ours = timed_counts(sub_p, sub_g, thresholds, "numba")
+            cpu_ours = timed_counts(sub_p, sub_g, thresholds, "numba", cpu=True)[1]
             row["pyedgeeval_s_per_image_class"] = t_pe / (pe_n * pe_k)
             row["numba_s_per_image_class_pyedge_subset"] = t_ours[1] / (pe_n * pe_k)
-            row["speedup_vs_pyedgeeval"] = t_pe / t_ours[1]
+            row["speedup_vs_pyedgeeval_wall"] = t_pe / t_ours[1]
+            row["pyedgeeval_cpu_s_per_image_class"] = cpu_pe / (pe_n * pe_k)
+            row["numba_cpu_s_per_image_class"] = cpu_ours / (pe_n * pe_k)
+            row["speedup_vs_pyedgeeval_cpu"] = cpu_pe / cpu_ours
             ours = sbd_scores(t_ours[0], thresholds)
             ref = sbd_scores(c_pe, thresholds)
             ref = sbd_scores(c_pe, thresholds)
@@ -212,18 +222,20 @@ def main() -> int:
         print(f"== {key}: {n} images x {k} classes, 99 thresholds, thin protocol")
         for name, value in row.items():
             print(f"  {name:42s} {value:.4g}" if isinstance(value, float) else f"  {name:42s} {value}")
-    # Quick mode bias (9 thresholds) on the 256x512 case.
+    # Quick mode bias (fewer thresholds) on the 256x512 case; CPU time of this process.
     preds, gts = make_case(0, n, 256, 512, k)
-    t9 = make_thresholds(9)
-    c9, s9 = timed_counts(preds, gts, t9, "numba")
-    c99, s99 = timed_counts(preds, gts, thresholds, "numba")
-    q = {
-        "ods_9_minus_99_pt": 100 * (sbd_scores(c9, t9)["mean_ods_f"] - sbd_scores(c99, thresholds)["mean_ods_f"]),
-        "ap_9_minus_99_pt": 100 * (sbd_scores(c9, t9)["mean_ap"] - sbd_scores(c99, thresholds)["mean_ap"]),
-        "time_ratio_99_over_9": s99 / s9,
-    }
+    c99, s99 = timed_counts(preds, gts, thresholds, "numba", cpu=True)
+    ref = sbd_scores(c99, thresholds)
+    q = {}
+    for nt in (9, 19, 33):
+        tq = make_thresholds(nt)
+        cq, sq = timed_counts(preds, gts, tq, "numba", cpu=True)
+        sc = sbd_scores(cq, tq)
+        q[f"ods_{nt}_minus_99_pt"] = 100 * (sc["mean_ods_f"] - ref["mean_ods_f"])
+        q[f"ap_{nt}_minus_99_pt"] = 100 * (sc["mean_ap"] - ref["mean_ap"])
+        q[f"cpu_time_ratio_99_over_{nt}"] = s99 / sq
     results["quick_mode_256x512"] = q
-    print("== quick mode (9 thresholds) vs 99 at 256x512")
+    print("== quick mode (9, 19, 33 thresholds) vs 99 at 256x512")
     for name, value in q.items():
         print(f"  {name:42s} {value:.4g}")
     out = ROOT / "benchmarks" / "results" / "sbd_speed.json"
