@@ -78,6 +78,16 @@ def test_instances_are_exactly_the_thing_pixels(samples):
             assert np.unique(label[inst == i]).size == 1, "an instance spans two classes"
 
 
+@pytest.mark.parametrize("size", [(16, 16), (16, 512), (512, 16), (17, 33), (90, 64)])
+def test_any_size_from_16_pixels_works(size):
+    # extreme aspect ratios once crashed: a 16x512 camera put the bottom row beyond the furthest object
+    ds = SyntheticStreets(6, size=size, seed=1)
+    for i in range(len(ds)):
+        s = ds[i]
+        assert s["image"].shape == (*size, 3) and s["label"].shape == size and s["instance"].shape == size
+        assert set(np.unique(s["label"])) <= set(range(11)) | {IGNORE_INDEX}
+
+
 # ------------------------------------------------------------------ determinism and splits
 
 

@@ -138,7 +138,9 @@ class _Camera:
         self.height, self.width = height, width
         self.horizon = height * rng.uniform(0.36, 0.48)
         self.vx = width * rng.uniform(0.38, 0.62)
-        self.focal = width * rng.uniform(0.5, 0.62)  # Cityscapes: f = 2262 px at 2048 px wide = 1.1 W / 2
+        # Cityscapes: f = 2262 px at 2048 x 1024 = 1.1 W / 2. Images wider than 2:1 get a wider field of view
+        # instead of a longer focal length, which would push the bottom row's depth beyond the scene.
+        self.focal = min(width, 2 * height) * rng.uniform(0.5, 0.62)
         self.cam_height = rng.uniform(1.2, 1.6)
         # depth seen at the bottom row; anything nearer is below the image
         self.z_bottom = self.focal * self.cam_height / (height - self.horizon)
