@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from sbcb.cli.main import UserError
-    from sbcb.cli.train import DEFAULTS, build_datasets
+    from sbcb.cli.train import DEFAULTS, build_datasets, has_sbd_head
     from sbcb.models import build_model
     from sbcb.train import distributed as D
     from sbcb.train.checkpoint import load_checkpoint
@@ -72,8 +72,10 @@ def run(args: argparse.Namespace) -> int:
         cfg["val_split"] = "val"
     info = D.init_distributed(device=args.device)
     try:
-        _, dataset, data_info = build_datasets(cfg, train=False)
         kwargs = ckpt["model"]["kwargs"]
+        _, dataset, data_info = build_datasets(
+            cfg, train=False, val_boundaries=has_sbd_head(kwargs) and not args.no_sbd
+        )
         if kwargs.get("num_classes") != data_info.num_classes:
             raise UserError(
                 f"the checkpoint predicts {kwargs.get('num_classes')} classes but --dataset {cfg['dataset']} has "

@@ -119,7 +119,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     g.add_argument("--deterministic", action=argparse.BooleanOptionalAction, help="deterministic kernels")
     g = p.add_argument_group("run")
     g.add_argument("--out", metavar="DIR", help="run folder: config.yaml, last.pt, iter_*.pt, best.pt, logs")
-    g.add_argument("--resume", nargs="?", const="auto", metavar="CKPT", help="continue from CKPT (default OUT/last.pt)")
+    g.add_argument(
+        "--resume",
+        nargs="?",
+        const="auto",
+        metavar="CKPT",
+        help="continue from CKPT (default: the newest checkpoint in OUT)",
+    )
     g.add_argument("--ckpt-every", type=int, metavar="N", help="checkpoint interval" + _d("ckpt_every"))
     g.add_argument("--val-every", type=int, metavar="N", help="validation interval (0 = only at the end)")
     g.add_argument("--keep-last", type=int, metavar="K", help="numbered checkpoints kept" + _d("keep_last"))
@@ -166,8 +172,18 @@ def model_kwargs(cfg: dict[str, Any], num_classes: int) -> dict[str, Any]:
     return kwargs
 
 
-def build_datasets(cfg: dict[str, Any], *, train: bool = True) -> tuple[Any, Any, Any]:
-    """(train set, val set or None, DatasetInfo) with the library's transforms applied."""
+def has_sbd_head(cfg: dict[str, Any]) -> bool:
+    return cfg.get("sbcb_head", "none") != "none" or bool(cfg.get("bbcb"))
+
+
+def build_datasets(
+    cfg: dict[str, Any], *, train: bool = True, val_boundaries: bool | None = None
+) -> tuple[Any, Any, Any]:
+    """(train set, val set or None, DatasetInfo) with the library's transforms applied.
+
+    Validation samples carry boundary GT (for the SBD metric) when ``val_boundaries`` (default: the model has a
+    head).
+    """
     from sbcb.cli.main import UserError
     from sbcb.data.loader import TransformedDataset
     from sbcb.data.registry import build_dataset
@@ -200,7 +216,11 @@ def build_datasets(cfg: dict[str, Any], *, train: bool = True) -> tuple[Any, Any
             ),
         )
     if val_raw is not None:
-        val_set = TransformedDataset(val_raw, build_eval_transform(info.num_classes, ignore_index=info.ignore_index))
+        if val_boundaries is None:
+            val_boundaries = has_sbd_head(cfg)
+        val_set = TransformedDataset(
+            val_raw, build_eval_transform(info.num_classes, ignore_index=info.ignore_index, boundaries=val_boundaries)
+        )
     return train_set, val_set, info
 
 
@@ -231,7 +251,10 @@ def run(args: argparse.Namespace) -> int:
             out = args.out
             if out is None:
                 raise UserError("--resume without a checkpoint path needs --out DIR (it resumes DIR/last.pt)")
-            resume = str(Path(out) / "last.pt")
+            from sbcb.train.checkpoint import CheckpointManager
+
+            latest = CheckpointManager(out).latest()
+            resume = str(latest if latest is not None else Path(out) / "last.pt")
         try:
             base = dict(DEFAULTS) | dict(load_checkpoint(resume).get("config") or {})
         except (FileNotFoundError, ValueError) as e:

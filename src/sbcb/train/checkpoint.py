@@ -221,6 +221,14 @@ class CheckpointManager:
         found = [(int(m.group(1)), p) for p in self.directory.iterdir() if (m := _NUMBERED.match(p.name))]
         return [p for _, p in sorted(found)]
 
+    def latest(self) -> Path | None:
+        """The checkpoint to resume from: the newest numbered one (``last.pt`` is linked to it right after it is
+        written, so a kill in between leaves the numbered file newer), else ``last.pt``, else None."""
+        numbered = self.numbered()
+        if numbered:
+            return numbered[-1]
+        return self.last if self.last.exists() else None
+
     def save(self, ckpt: Mapping[str, Any], *, is_best: bool = False) -> Path:
         """Write ``iter_<step>.pt`` atomically, point ``last.pt`` (and ``best.pt`` if asked) at it, prune."""
         path = atomic_save(ckpt, self.directory / f"iter_{int(ckpt['step']):07d}.pt")

@@ -340,6 +340,7 @@ def train(
             raise ValueError(f"{resume} holds no optimizer state (a stripped/exported checkpoint can't be resumed)")
         optimizer.load_state_dict(ckpt["optimizer"])
         schedule.load_state_dict(ckpt["scheduler"])
+        schedule.max_steps = settings.iters  # a resumed run may be extended with a larger --iters
         if ckpt.get("scaler"):
             scaler.load_state_dict(ckpt["scaler"])
         start_step = int(ckpt["step"])

@@ -1,0 +1,134 @@
+"""`sbcb train | eval | export | predict` end to end on a tiny model and tiny synthetic images."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from sbcb.cli.main import main
+from sbcb.train.checkpoint import load_checkpoint, load_model
+
+pytest.importorskip("segmentation_models_pytorch")
+
+TINY = [
+    "--dataset", "synthetic", "--num-samples", "6", "--val-samples", "2", "--image-size", "64", "64",
+    "--crop", "64", "64", "--arch", "unet", "--encoder", "tu-mobilenetv3_small_050", "--encoder-depth", "3",
+    "--arch-kwargs", '{"decoder_channels": [16, 16, 8]}', "--batch-size", "2", "--workers", "0", "--no-progress",
+]  # fmt: skip
+
+
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_train_resume_eval_export_predict(tmp_path, one_thread, capsys):
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "--iters", "2", "--ckpt-every", "1", "--val-every", "2", "--out", str(run)]) == 0
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    assert cfg["seed"] == 0 and cfg["sbcb_head"] == "casenet" and cfg["versions"]["torch"] == torch.__version__
+    assert cfg["lr"] == 0.01 and cfg["momentum"] == 0.9 and cfg["weight_decay"] == 5e-4  # paper defaults
+    assert {p.name for p in run.glob("iter_*.pt")} == {"iter_0000001.pt", "iter_0000002.pt"}
+
+    # Resume with no other flag than --out: the run's own config comes from the checkpoint; extend to 3 iterations.
+    assert main(["train", "--resume", "--out", str(run), "--iters", "3", "--val-every", "3", "--no-progress"]) == 0
+    ckpt = load_checkpoint(run / "last.pt")
+    assert ckpt["step"] == 3 and ckpt["config"]["num_samples"] == 6
+    val = {int(r["step"]): r for r in csv.DictReader(open(run / "val_log.csv"))}
+    assert set(val) == {2, 3}
+
+    # Standalone evaluation of the last checkpoint reproduces the in-training validation at step 3.
+    assert main(["eval", str(run / "last.pt"), "--out", str(tmp_path / "eval"), "--radii", "3", "--no-progress"]) == 0
+    report = json.loads((tmp_path / "eval" / "eval.json").read_text())
+    assert report["miou"] == pytest.approx(float(val[3]["miou"]), abs=1e-12)
+    assert report["bf3"] == pytest.approx(float(val[3]["bf3"]), abs=1e-12)
+    assert "sbd_mf" in report and len(report["iou"]) == 11
+    assert "| road |" in (tmp_path / "eval" / "eval.md").read_text()
+
+    # Export: the stripped checkpoint rebuilds without the wrapper and predicts exactly like the trained model.
+    stripped = tmp_path / "stripped.pt"
+    assert main(["export", str(run / "last.pt"), "--stripped", str(stripped), "--no-check"]) == 0
+    full, plain = load_model(run / "last.pt"), load_model(stripped)
+    assert type(full).__name__ == "SBCB" and type(plain).__name__ == "Unet"
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        assert torch.equal(full(x), plain(x))
+
+    # Predict on a folder of images, with GT labels for the error maps.
+    from sbcb.data.synthetic import SyntheticStreets
+    from sbcb.viz import read_png, save_png
+
+    sample = SyntheticStreets(1, size=(64, 64), split="test")[0]
+    save_png(tmp_path / "imgs" / "a.png", sample["image"])
+    save_png(tmp_path / "gt" / "a.png", sample["label"])
+    out = tmp_path / "pred"
+    assert main(["predict", str(run / "last.pt"), str(tmp_path / "imgs"), "--out", str(out), "--labels",
+                 str(tmp_path / "gt")]) == 0  # fmt: skip
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["a_boundaries.png", "a_error.png", "a_label.png", "a_overlay.png"]
+    pred = read_png(out / "a_label.png")
+    assert pred.shape == (64, 64) and pred.max() < 11
+
+
+def test_user_errors_are_clear(tmp_path, capsys):
+    assert main(["train", *TINY, "--iters", "1"]) == 2
+    assert "--out DIR is required" in capsys.readouterr().err
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("itres: 3\n")
+    assert main(["train", *TINY, "--config", str(cfg), "--out", str(tmp_path / "r")]) == 2
+    assert "unknown key 'itres'; did you mean 'iters'?" in capsys.readouterr().err
+    assert main(["train", "--resume", "--out", str(tmp_path / "nothing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["eval", str(tmp_path / "missing.pt")]) == 2
+
+
+def test_config_file_sets_defaults_and_flags_win(tmp_path, one_thread):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("iters: 1\nlr: 0.5\nsbcb-head: none\nval_split: none\n")
+    run = tmp_path / "r"
+    assert main(["train", *TINY, "--config", str(cfg), "--lr", "0.02", "--out", str(run)]) == 0
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["iters"] == 1 and saved["lr"] == 0.02 and saved["sbcb_head"] == "none"
+    assert load_checkpoint(run / "last.pt")["model"]["kwargs"]["sbcb_head"] == "none"
+    assert not (run / "val_log.csv").exists()
+
+
+def _cli(args, **kw):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.Popen([sys.executable, "-m", "sbcb", *args], env=env, **kw)
+
+
+@pytest.mark.slow
+def test_sigkill_after_first_checkpoint_then_resume_is_bit_identical(tmp_path):
+    args = ["train", *TINY, "--iters", "6", "--ckpt-every", "2", "--val-every", "6", "--num-samples", "5"]
+    ref = _cli([*args, "--out", str(tmp_path / "ref")])
+    victim = _cli([*args, "--out", str(tmp_path / "victim")])
+    first = tmp_path / "victim" / "iter_0000002.pt"
+    deadline = time.time() + 600
+    while not first.exists() and victim.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=60)
+    assert ref.wait(timeout=900) == 0
+    step = load_checkpoint(tmp_path / "victim" / "last.pt")["step"]
+    assert step in (2, 4)  # killed after the first checkpoint, before the end
+    resumed = _cli(["train", "--resume", "--out", str(tmp_path / "victim"), "--no-progress"])
+    assert resumed.wait(timeout=900) == 0
+    a = load_checkpoint(tmp_path / "ref" / "last.pt")
+    b = load_checkpoint(tmp_path / "victim" / "last.pt")
+    assert a["step"] == b["step"] == 6
+    for k in a["state_dict"]:
+        assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
+    for k in ("miou", "bf3"):
+        assert np.isclose(a["metrics"][k], b["metrics"][k], rtol=0, atol=0)
