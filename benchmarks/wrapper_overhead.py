@@ -1,0 +1,219 @@
+"""Training-step overhead of SBCB(CASENet) over the same baseline, and inference cost of the stripped model.
+
+    .venv/bin/python benchmarks/wrapper_overhead.py [--quick] [--full] [--threads N]
+
+Setting (issue 7): smp DeepLabV3+ ResNet-18 (+ ResNet-50 with --full), 256x512 input, batch 2, K = 19, CPU, plain
+SGD step. Every configuration runs in the same process and the repetitions are interleaved (baseline, SBCB variants,
+baseline, ...), so machine load hits all of them alike; ratios are medians of per-repetition ratios to the baseline
+step measured in the same repetition.
+
+SBCB variants:
+- `sbcb_gt_given`: boundary GT precomputed (as a DataLoader worker does), passed as a bool tensor.
+- `sbcb_gt_on_device`: GT generated inside `loss()` on the training device (here the CPU) from the mask.
+- `sbcb_half_gt_given`: SBD outputs at half resolution (`head_scale=0.5`), GT precomputed.
+
+Results go to benchmarks/results/wrapper_overhead[_quick].json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+K = 19
+RESULTS = Path(__file__).parent / "results"
+
+
+def masks_and_boundaries(batch: int, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Street-scene masks (SyntheticStreets) and their precomputed r = 2 boundary GT, [B, H, W] and [B, K, H, W]."""
+    from sbcb.boundaries import mask_to_boundaries
+    from sbcb.data import SyntheticStreets
+
+    ds = SyntheticStreets(num_samples=batch, size=size, seed=0)
+    masks = np.stack([ds[i]["label"] for i in range(batch)]).astype(np.int64)
+    bnd = np.stack([mask_to_boundaries(m, K) for m in masks]).astype(bool)
+    return torch.from_numpy(masks), torch.from_numpy(bnd)
+
+
+def build(encoder: str, seed: int = 0) -> torch.nn.Module:
+    import segmentation_models_pytorch as smp
+
+    torch.manual_seed(seed)
+    return smp.DeepLabV3Plus(encoder, encoder_weights=None, classes=K)
+
+
+def sgd(module: torch.nn.Module, lr: float = 1e-3) -> None:
+    with torch.no_grad():
+        for p in module.parameters():
+            if p.grad is not None:
+                p -= lr * p.grad
+                p.grad = None
+
+
+def step_baseline(model, x, mask, bnd) -> None:
+    F.cross_entropy(model(x), mask, ignore_index=255).backward()
+    sgd(model)
+
+
+def step_sbcb(net, x, mask, bnd) -> None:
+    sum(net.loss(net(x), mask, bnd).values()).backward()
+    sgd(net)
+
+
+def step_sbcb_otf(net, x, mask, bnd) -> None:
+    sum(net.loss(net(x), mask).values()).backward()
+    sgd(net)
+
+
+def timed(fn, *args) -> tuple[float, float]:
+    """(wall seconds, process CPU seconds) of one call.
+
+    With one intra-op thread the CPU time counts the work done and not the time spent waiting for a core, so on a
+    shared machine it is the steadier of the two; both are reported.
+    """
+    w0, c0 = time.perf_counter(), time.process_time()
+    fn(*args)
+    return time.perf_counter() - w0, time.process_time() - c0
+
+
+def bench_encoder(encoder: str, *, size: tuple[int, int], batch: int, reps: int, warmup: int) -> dict:
+    from sbcb.wrapper import SBCB
+
+    x = torch.randn(batch, 3, *size)
+    mask, bnd = masks_and_boundaries(batch, size)
+    baseline = build(encoder).train()
+    sbcb = SBCB(build(encoder), num_classes=K).train()
+    sbcb_half = SBCB(build(encoder), num_classes=K, head_scale=0.5).train()
+    configs = {
+        "baseline": (step_baseline, baseline),
+        "sbcb_gt_given": (step_sbcb, sbcb),
+        "sbcb_gt_on_device": (step_sbcb_otf, sbcb),
+        "sbcb_half_gt_given": (step_sbcb, sbcb_half),
+    }
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in configs}
+    for rep in range(warmup + reps):
+        for name, (fn, model) in configs.items():
+            t = timed(fn, model, x, mask, bnd)
+            if rep >= warmup:
+                times[name].append(t)
+    # GT generation alone, on the device, interleaved the same way
+    from sbcb.boundaries import mask_to_boundaries_torch
+
+    gt_times = [timed(mask_to_boundaries_torch, mask, K)[1] for _ in range(max(3, reps // 2))]
+
+    # inference: the stripped model vs a never-wrapped twin
+    stripped = SBCB(build(encoder), num_classes=K).strip().eval()
+    twin = build(encoder).eval()
+    infer: dict[str, list[tuple[float, float]]] = {"baseline": [], "stripped": []}
+    with torch.no_grad():
+        for rep in range(warmup + reps):
+            for name, model in (("baseline", twin), ("stripped", stripped)):
+                t = timed(model, x)
+                if rep >= warmup:
+                    infer[name].append(t)
+        same_output = torch.equal(stripped(x), twin(x))
+
+    def median(v: list[tuple[float, float]], i: int) -> float:
+        return statistics.median(t[i] for t in v)
+
+    def ratio(a: list[tuple[float, float]], b: list[tuple[float, float]], i: int) -> float:
+        return statistics.median(ai[i] / bi[i] for ai, bi in zip(a, b))
+
+    base = times["baseline"]
+    return {
+        "encoder": encoder,
+        "train_step_median_wall_s": {k: median(v, 0) for k, v in times.items()},
+        "train_step_median_cpu_s": {k: median(v, 1) for k, v in times.items()},
+        "train_step_ratio_wall": {k: ratio(v, base, 0) for k, v in times.items() if k != "baseline"},
+        "train_step_ratio_cpu": {k: ratio(v, base, 1) for k, v in times.items() if k != "baseline"},
+        "gt_on_device_median_cpu_s": statistics.median(gt_times),
+        "inference_median_wall_s": {k: median(v, 0) for k, v in infer.items()},
+        "inference_median_cpu_s": {k: median(v, 1) for k, v in infer.items()},
+        "inference_ratio_wall": ratio(infer["stripped"], infer["baseline"], 0),
+        "inference_ratio_cpu": ratio(infer["stripped"], infer["baseline"], 1),
+        "params": {
+            "baseline": sum(p.numel() for p in twin.parameters()),
+            "stripped": sum(p.numel() for p in stripped.parameters()),
+            "sbcb_head": sum(p.numel() for p in sbcb.head.parameters()),
+        },
+        "stripped_output_equal_to_baseline": same_output,
+        "sides": [f"{i.name} {i.num_chs}ch 1/{i.reduction}" for i in sbcb.side_infos],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions (3 + 1 warm-up)")
+    parser.add_argument("--full", action="store_true", help="also ResNet-50")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
+    parser.add_argument("--reps", type=int, default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    reps = args.reps or (3 if args.quick else 10)
+    warmup = 1 if args.quick else 2
+    size, batch = (256, 512), 2
+    encoders = ["resnet18"] + (["resnet50"] if args.full else [])
+    results = {
+        "setting": {
+            "model": "smp DeepLabV3Plus",
+            "input": [batch, 3, *size],
+            "num_classes": K,
+            "head": "casenet",
+            "reps": reps,
+            "warmup": warmup,
+            "threads": args.threads,
+            "device": "cpu",
+            "note": "interleaved repetitions; ratio = median of per-repetition ratios; shared, contended machine",
+        },
+        "versions": {"torch": torch.__version__, "python": platform.python_version()},
+        "runs": [bench_encoder(e, size=size, batch=batch, reps=reps, warmup=warmup) for e in encoders],
+    }
+    RESULTS.mkdir(exist_ok=True)
+    stem = "wrapper_overhead_quick" if args.quick else "wrapper_overhead"
+    (RESULTS / f"{stem}.json").write_text(json.dumps(results, indent=2))
+    lines = [
+        "# SBCB wrapper overhead (CPU)",
+        "",
+        f"smp DeepLabV3+, input {batch}x3x{size[0]}x{size[1]}, K={K}, CASENet head, {args.threads} thread(s), "
+        f"{reps} interleaved repetitions after {warmup} warm-up; ratios are medians of per-repetition ratios.",
+        "",
+        "| encoder | config | step CPU (s) | ratio CPU | step wall (s) | ratio wall |",
+        "|---|---|---|---|---|---|",
+    ]
+    for run in results["runs"]:
+        for name in run["train_step_median_cpu_s"]:
+            rc = run["train_step_ratio_cpu"].get(name, 1.0)
+            rw = run["train_step_ratio_wall"].get(name, 1.0)
+            c, w = run["train_step_median_cpu_s"][name], run["train_step_median_wall_s"][name]
+            lines.append(f"| {run['encoder']} | {name} | {c:.3f} | {rc:.3f} | {w:.3f} | {rw:.3f} |")
+    lines += [
+        "",
+        "| encoder | GT on device, CPU (s) | inference CPU baseline / stripped (s) | ratio CPU | ratio wall "
+        "| params equal, outputs equal |",
+        "|---|---|---|---|---|---|",
+    ]
+    for run in results["runs"]:
+        inf = run["inference_median_cpu_s"]
+        eq = run["params"]["baseline"] == run["params"]["stripped"] and run["stripped_output_equal_to_baseline"]
+        lines.append(
+            f"| {run['encoder']} | {run['gt_on_device_median_cpu_s']:.3f} | {inf['baseline']:.3f} / "
+            f"{inf['stripped']:.3f} | {run['inference_ratio_cpu']:.3f} | {run['inference_ratio_wall']:.3f} "
+            f"| {eq} ({run['params']['baseline']:,}) |"
+        )
+    (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
