@@ -99,6 +99,8 @@ def test_matches_edt_reference_on_random_maps():
         mask, K, instance = random_case(rng)
         radius = RADII[n % len(RADII)]
         expected = reference_boundaries(mask, K, radius, 255, instance)
+        if n % 2:  # uint8 labels take a different (look-up table) path
+            mask = mask.astype(np.uint8)
         for backend in BACKENDS:
             got = mask_to_boundaries(mask, K, radius, 255, instance, backend=backend)
             assert got.dtype == bool and got.shape == expected.shape
