@@ -12,7 +12,10 @@ from sbcb.viz import colorize, read_png
 
 def test_demo_writes_side_by_side_pngs(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--num-samples", "2", "--size", "32", "64", "--seed", "4"]) == 0
+    assert (
+        main(["demo", "--render-only", "--out", str(out), "--num-samples", "2", "--size", "32", "64", "--seed", "4"])
+        == 0
+    )
     printed = capsys.readouterr().out
     files = sorted(out.glob("*.png"))
     assert [f.name for f in files] == ["val_000000.png", "val_000001.png"]

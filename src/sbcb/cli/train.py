@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 DATASETS = ("synthetic", "cityscapes", "bdd100k", "synthia", "ade20k", "folder", "camvid")
 
@@ -234,37 +234,29 @@ def _amp(cfg: dict[str, Any], device_type: str) -> str | None:
 # ------------------------------------------------------------------------------------------------------- run
 
 
-def run(args: argparse.Namespace) -> int:
+class TrainOutcome(NamedTuple):
+    """What `run_training` returns: exit code, the loop's result, the trained model and the validation data."""
+
+    code: int
+    result: Any
+    model: Any
+    val_set: Any
+    data_info: Any
+
+
+def run_training(cfg: dict[str, Any], *, resume: str | None = None) -> TrainOutcome:
+    """Build data and model from a resolved config and train (also under torchrun); used by `run` and `sbcb demo`."""
     import torch
 
     from sbcb.cli.main import UserError
     from sbcb.models import build_model, model_spec
     from sbcb.train import distributed as D
-    from sbcb.train.checkpoint import load_checkpoint
     from sbcb.train.config import save_config
     from sbcb.train.loop import NonFiniteLossError, TrainSettings, seed_everything, train
 
-    resume = args.resume
-    base = None
-    if resume is not None:
-        if resume == "auto":
-            out = args.out
-            if out is None:
-                raise UserError("--resume without a checkpoint path needs --out DIR (it resumes DIR/last.pt)")
-            from sbcb.train.checkpoint import CheckpointManager
-
-            latest = CheckpointManager(out).latest()
-            resume = str(latest if latest is not None else Path(out) / "last.pt")
-        try:
-            base = dict(DEFAULTS) | dict(load_checkpoint(resume).get("config") or {})
-        except (FileNotFoundError, ValueError) as e:
-            raise UserError(str(e)) from None
-        base = {k: base[k] for k in DEFAULTS}  # the checkpoint's run config, flags and --config on top
-    cfg = resolve(args, base=base)
     if cfg["out"] is None:
         raise UserError("--out DIR is required (the run folder for checkpoints and logs)")
     out_dir = Path(cfg["out"])
-
     info = D.init_distributed(device=cfg["device"])
     try:
         if cfg["batch_size"] % info.world_size:
@@ -324,7 +316,7 @@ def run(args: argparse.Namespace) -> int:
         except NonFiniteLossError as e:
             if info.is_main:
                 print(f"sbcb train: error: {e}")
-            return 1
+            return TrainOutcome(1, None, model, val_set, data_info)
         except (ValueError, FileNotFoundError) as e:
             raise UserError(str(e)) from None
         if info.is_main:
@@ -336,7 +328,31 @@ def run(args: argparse.Namespace) -> int:
             print(f"done: {result.step} iterations in {result.seconds:.1f} s; last checkpoint {result.last_checkpoint}")
             if summary:
                 print(f"validation: {summary}")
-        return 0
+        return TrainOutcome(0, result, model, val_set, data_info)
     finally:
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             D.cleanup_distributed()
+
+
+def run(args: argparse.Namespace) -> int:
+    from sbcb.cli.main import UserError
+    from sbcb.train.checkpoint import load_checkpoint
+
+    resume = args.resume
+    base = None
+    if resume is not None:
+        if resume == "auto":
+            out = args.out
+            if out is None:
+                raise UserError("--resume without a checkpoint path needs --out DIR (it resumes DIR/last.pt)")
+            from sbcb.train.checkpoint import CheckpointManager
+
+            latest = CheckpointManager(out).latest()
+            resume = str(latest if latest is not None else Path(out) / "last.pt")
+        try:
+            base = dict(DEFAULTS) | dict(load_checkpoint(resume).get("config") or {})
+        except (FileNotFoundError, ValueError) as e:
+            raise UserError(str(e)) from None
+        base = {k: base[k] for k in DEFAULTS}  # the checkpoint's run config, flags and --config on top
+    cfg = resolve(args, base=base)
+    return run_training(cfg, resume=resume).code
