@@ -581,7 +581,7 @@ def _render(canvas: _Canvas, cam: _Camera, rng: np.random.Generator, scene: dict
     seg = canvas.seg
     classes = np.asarray(canvas.classes, np.int64)
     tex_class = np.where(classes == IGNORE_INDEX, len(CLASS_NAMES), classes)
-    cast = rng.uniform(0.9, 1.1, 3).astype(np.float32)  # colour cast of the whole picture
+    cast = rng.uniform(0.8, 1.2, 3).astype(np.float32)  # white balance: shifts every class colour together
     img = np.take(np.stack(canvas.colours).astype(np.float32) * cast, seg, axis=0)  # [H, W, 3]
 
     # sky: vertical gradient towards the horizon (segment 0 is the sky, never below the horizon band)
