@@ -162,6 +162,21 @@ class SBCB(nn.Module):
             options["strides"] = [info.reduction for info in side_infos]
         self.head = build_head(head, [info.num_chs for info in side_infos], 1 if binary else num_classes, **options)
         self.aux_head = FCNAuxHead(self.aux_info.num_chs, num_classes) if self.aux_info is not None else None
+        # JSON-typed constructor options (everything but the model), for checkpoints and logs
+        self.config: dict[str, Any] = {
+            "num_classes": num_classes,
+            "sides": [info.module if info.index is None else [info.module, info.index] for info in side_infos],
+            "head": head,
+            "binary": binary,
+            "alpha": alpha,
+            "beta": beta,
+            "fcn_aux": self.aux_info.module if self.aux_info is not None else False,
+            "aux_weight": aux_weight,
+            "radius": radius,
+            "ignore_index": ignore_index,
+            "head_scale": head_scale,
+            "head_options": {k: v for k, v in options.items() if isinstance(v, (bool, int, float, str, list))},
+        }
         # Taps are plain Python objects (no parameters, no hooks until `capture()`); they never enter state_dict.
         self._taps = FeatureTaps(model, side_infos + aux_infos)
 

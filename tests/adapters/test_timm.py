@@ -55,6 +55,11 @@ FAST = [
 SLOW = [
     ("efficientnet_b0", {}, [0, 1, 2, 4]),
     ("resnet50", {"output_stride": 8}, [0, 1, 2, 4]),  # the paper's d8 ResNet: strides 2, 4, 8, 8
+    # the other backbones of the paper (Tab. 11): ResNet-101 d8, MobileNetV2, DenseNet-169, ResNeSt
+    ("resnet101", {"output_stride": 8}, [0, 1, 2, 4]),
+    ("mobilenetv2_100", {}, [0, 1, 2, 4]),
+    ("densenet169", {}, [0, 1, 2, 4]),
+    ("resnest50d", {}, [0, 1, 2, 4]),
 ]
 
 
@@ -98,12 +103,16 @@ def test_explicit_side_names_relative_to_backbone():
 
 
 @pytest.mark.slow
-def test_hrnet_stages_resized_and_concatenated():
-    # feature_location='' gives the raw branch widths [64 (stem), 16, 32, 64, 128] for hrnet_w18_small; the sides
-    # are the 1/4 stem (64) and stages 2, 3, 4 resize-concatenated: 16+32, 16+32+64, 16+32+64+128, all at 1/4.
-    widths = timm.create_model("hrnet_w18_small", features_only=True, feature_location="").feature_info.channels()
+@pytest.mark.parametrize("name", ["hrnet_w18_small", "hrnet_w48"])
+def test_hrnet_stages_resized_and_concatenated(name):
+    # feature_location='' gives the raw branch widths, e.g. [64 (stem), 16, 32, 64, 128] for hrnet_w18_small; the
+    # sides are the 1/4 stem (64) and stages 2, 3, 4 resize-concatenated: 16+32, 16+32+64, 16+32+64+128, all at 1/4.
+    # (W48: 144, 336, 720 as in spec §5.4.)
+    widths = timm.create_model(name, features_only=True, feature_location="").feature_info.channels()
     expected = [(64, 4), (sum(widths[1:3]), 4), (sum(widths[1:4]), 4), (sum(widths[1:5]), 4)]
-    net = check_wrapped(lambda: FeaturesOnlySeg("hrnet_w18_small", feature_location=""), expected)
+    if name == "hrnet_w48":
+        assert [c for c, _ in expected[1:]] == [144, 336, 720]
+    net = check_wrapped(lambda: FeaturesOnlySeg(name, feature_location=""), expected)
     assert [i.module for i in net.side_infos] == [
         "backbone.act2",
         "backbone.stage2",
