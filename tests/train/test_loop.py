@@ -22,10 +22,12 @@ class Tiny(nn.Module):
         self.cls = nn.Conv2d(8, num_classes, 1)
         self.calls = 0
         self.nan_at_call = None
+        self.dtypes: set = set()
 
     def forward(self, x):
         self.calls += 1
         out = nn.functional.interpolate(self.cls(self.body(x)), size=x.shape[-2:], mode="bilinear")
+        self.dtypes.add(out.dtype)
         if self.nan_at_call is not None and self.calls >= self.nan_at_call:
             out = out * float("nan")
         return out
@@ -150,3 +152,22 @@ def test_lr_follows_the_poly_schedule_in_the_log(tmp_path):
     lrs = [float(r["lr"]) for r in csv.DictReader(open(tmp_path / "train_log.csv"))]
     # lr(i) = 0.05 * (1 - i/4) for the 0-based iteration i that produced row i+1.
     assert lrs == pytest.approx([0.05, 0.0375, 0.025, 0.0125])
+
+
+def test_bf16_autocast_and_grad_clip(tmp_path):
+    model = _fresh_model()
+    before = model.cls.weight.detach().clone()
+    res = train(
+        model,
+        Blobs(),
+        settings=_settings(iters=2, amp="bf16", grad_clip=1e-3),
+        out_dir=tmp_path,
+        num_classes=3,
+        progress=False,
+    )
+    assert model.dtypes == {torch.bfloat16}  # the forward ran under autocast
+    after = load_checkpoint(res.last_checkpoint)["state_dict"]["cls.weight"]
+    assert after.dtype == torch.float32  # weights stay fp32
+    # Clipping to a norm of 1e-3 bounds each SGD step (lr 0.05, momentum 0.9): |dw| <= 0.05 * (1 + 1.9) * 1e-3
+    # plus weight decay lr * 5e-4 * 2.9 * |w| (taken as 3), far below what an unclipped step moves (~0.1).
+    assert float((after - before).norm()) < 0.05 * 2.9 * 1e-3 + 0.05 * 5e-4 * 3 * float(before.norm()) + 1e-6

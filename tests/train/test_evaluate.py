@@ -1,0 +1,105 @@
+"""Inference modes and metric plumbing of `sbcb.train.evaluate`, against independent references."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from sbcb.train.evaluate import evaluate, format_report, predict_logits, slide_logits
+
+
+class PerPixel(nn.Module):
+    """A 1x1 conv: every output pixel depends only on its input pixel, so any tiling gives the same logits."""
+
+    def __init__(self, k: int = 4) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, k, 1)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+class Counter(nn.Module):
+    """Returns ones: the slide average of ones is one everywhere; counts windows."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.windows: list[tuple[int, int]] = []
+        self.p = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        self.windows.append(tuple(x.shape[-2:]))
+        return torch.ones(x.shape[0], 2, *x.shape[-2:])
+
+
+def test_slide_equals_whole_for_a_per_pixel_model():
+    model = PerPixel()
+    x = torch.randn(2, 3, 37, 53)
+    whole = predict_logits(model, x, size_divisor=1)
+    slide = slide_logits(model, x, crop=(16, 24), stride=(10, 13), size_divisor=1)
+    assert torch.allclose(slide, whole, atol=1e-6)
+
+
+def test_slide_window_grid_follows_mmseg():
+    # H=37, crop 16, stride 10: rows = max(37 - 16 + 10 - 1, 0) // 10 + 1 = 30 // 10 + 1 = 4 (y1 = 0, 10, 20, 21)
+    # W=53, crop 24, stride 13: cols = max(53 - 24 + 13 - 1, 0) // 13 + 1 = 41 // 13 + 1 = 4
+    model = Counter()
+    out = slide_logits(model, torch.zeros(1, 3, 37, 53), crop=(16, 24), stride=(10, 13), size_divisor=1)
+    assert len(model.windows) == 16 and set(model.windows) == {(16, 24)}
+    assert torch.equal(out, torch.ones(1, 2, 37, 53))
+
+
+def test_multiscale_flip_averages_softmax():
+    model = PerPixel()
+    x = torch.randn(1, 3, 32, 32)
+    got = predict_logits(model, x, scales=(1.0,), flip=True, size_divisor=1)
+    ref = (model(x).softmax(1) + model(x.flip(-1)).flip(-1).softmax(1)) / 2  # per-pixel: = softmax(model(x))
+    assert torch.allclose(got, ref, atol=1e-6)
+    assert torch.allclose(got, model(x).softmax(1), atol=1e-6)
+    # two scales: the 0.5 pass is computed at 16x16 then resized back (bilinear) before averaging
+    two = predict_logits(model, x, scales=(0.5, 1.0), size_divisor=1)
+    half = nn.functional.interpolate(x, size=(16, 16), mode="bilinear", align_corners=False)
+    up = nn.functional.interpolate(model(half), size=(32, 32), mode="bilinear", align_corners=False)
+    assert torch.allclose(two, (up.softmax(1) + model(x).softmax(1)) / 2, atol=1e-6)
+
+
+def test_whole_pads_to_the_divisor_and_crops_back():
+    model = PerPixel()
+    x = torch.randn(1, 3, 30, 45)
+    assert torch.allclose(predict_logits(model, x, size_divisor=32), model(x), atol=1e-6)
+
+
+def test_evaluate_miou_hand_worked():
+    # A model predicting class 0 everywhere on two 2x2 images with 2 classes.
+    # GT image a: [[0, 0], [1, 255]]; image b: [[1, 1], [1, 1]].
+    # Class 0: intersection 2, union = pred area 7 (255 excluded) + gt area 2 - 2 = 7 -> IoU 2/7.
+    # Class 1: intersection 0, union 5 -> IoU 0. mIoU = (2/7 + 0) / 2 = 1/7.
+    class Zero(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.p = nn.Parameter(torch.zeros(()))
+
+        def forward(self, x):
+            out = torch.zeros(x.shape[0], 2, *x.shape[-2:])
+            out[:, 0] = 1
+            return out
+
+    data = [
+        {"image": torch.zeros(3, 2, 2), "label": torch.tensor([[0, 0], [1, 255]])},
+        {"image": torch.zeros(3, 2, 2), "label": torch.tensor([[1, 1], [1, 1]])},
+    ]
+    res = evaluate(Zero(), data, num_classes=2, boundary_radii=(), size_divisor=1, progress=False)
+    assert res["miou"] == pytest.approx(1 / 7)
+    assert res["iou"] == pytest.approx([2 / 7, 0.0])
+    assert res["aacc"] == pytest.approx(2 / 7)
+    md = format_report(res, ["road", "car"])
+    assert "| miou | 14.29 |" in md and "| car | 0.00 |" in md
+
+
+def test_report_handles_nan():
+    res = {"miou": 0.5, "aacc": 0.5, "iou": [0.5, math.nan], "bf3": 0.25, "bf_per_class": {"bf3": [0.5, np.nan]}}
+    md = format_report(res)
+    assert "| 1 | n/a | n/a |" in md
