@@ -26,6 +26,7 @@ and an OpenCV one (grey-level dilation/erosion of the keys, then one binary dila
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from functools import lru_cache
 
@@ -34,13 +35,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-try:  # optional fast path; the OpenCV back-end gives identical results without it
-    import numba
-
-    _HAS_NUMBA = True
-except ImportError:  # pragma: no cover - depends on the environment
-    numba = None
-    _HAS_NUMBA = False
+# optional fast path (pip install "sbcb[fast]"); imported on first use only, the OpenCV back-end is identical
+_HAS_NUMBA = importlib.util.find_spec("numba") is not None
 
 __all__ = [
     "mask_to_boundaries",
@@ -230,11 +226,26 @@ def _instance_distinct(inst_keys: np.ndarray, valid: np.ndarray, kernel: np.ndar
 # numba back-end: one pass over the pixels
 
 
-def _njit(fn):  # module-level so that numba's on-disk cache (cache=True) is found again by every new process
-    return numba.njit(cache=True, nogil=True, boundscheck=False)(fn) if _HAS_NUMBA else fn
+_JIT: dict = {}
 
 
-@_njit
+def _jit() -> dict:
+    """The numba-compiled kernels, compiled (or loaded from numba's on-disk cache) on first use.
+
+    The kernels are plain module-level functions so that `cache=True` finds them again in every new process
+    (DataLoader workers); importing numba only here keeps `import sbcb.boundaries` light.
+    """
+    if not _JIT:
+        try:
+            import numba
+        except ImportError as e:  # pragma: no cover - depends on the environment
+            raise ImportError('the numba back-end needs numba: pip install "sbcb[fast]"') from e
+        njit = numba.njit(cache=True, nogil=True, boundscheck=False)
+        globals()["_emit"] = njit(_emit)  # `_kernel` calls it by its global name
+        _JIT.update(kernel=njit(_kernel), prepare=njit(_prepare), change=njit(_instance_change_padded))
+    return _JIT
+
+
 def _emit(out, packed, c, y, x, seen):
     # `seen` is a 64-bit set of the classes already written for this pixel (classes >= 64 are re-written)
     if c < 64:
@@ -249,7 +260,6 @@ def _emit(out, packed, c, y, x, seen):
     return seen
 
 
-@_njit
 def _prepare(mask, num_classes, ignore_index, reach, width_padded):
     """Class codes (0..K-1, K = foreign, 255 = ignore) and codes + 1 (ignore -> 0), padded by `reach` (and on the
     right up to `width_padded`) with the neutral value of each: out-of-image pixels then act like ignore."""
@@ -280,7 +290,6 @@ def _prepare_uint8(mask, num_classes, ignore_index, reach, width_padded):
     return code, plus1
 
 
-@_njit
 def _instance_change_padded(inst, reach, width_padded):
     """1 where the right or lower neighbour has another instance id, in the padded layout of `_prepare`."""
     H, W = inst.shape
@@ -296,7 +305,6 @@ def _instance_change_padded(inst, reach, width_padded):
     return out
 
 
-@_njit
 def _kernel(code, work, distinct, inst, offsets, inst_offsets, pair_len_m, pair_len_n, num_classes, out, packed):
     # code/work/distinct are padded by R = floor(r) (and on the right to a multiple of 8) with neutral values, so
     # neighbours need no bounds checks. inst is not padded: it is read only where `code` says the pixel is valid,
@@ -385,7 +393,8 @@ def _run_numba(mask, num_classes, ignore_index, instance_mask, radius, out, pack
     reach = kernel.shape[0] // 2
     H, W = mask.shape
     width_padded = (W + 2 * reach + 7) // 8 * 8
-    prepare = _prepare_uint8 if mask.dtype == np.uint8 else _prepare
+    jit = _jit()
+    prepare = _prepare_uint8 if mask.dtype == np.uint8 else jit["prepare"]
     code, plus1 = prepare(np.ascontiguousarray(mask), num_classes, ignore_index, reach, width_padded)
     # >= 2 classes in D_r: max(code + 1) > min(code) + 1; all-ignore windows give 0 > 255 (saturated): false
     hi = cv2.dilate(plus1, kernel)
@@ -398,14 +407,14 @@ def _run_numba(mask, num_classes, ignore_index, instance_mask, radius, out, pack
         inst = np.ascontiguousarray(instance_mask)
         # If q in D_r(p) has another id than p, the L-shaped pixel path from p to q, inside p's (2R+1)² square,
         # crosses a change between 4-neighbours: the dilated change map covers every pixel that IS can add.
-        change = _instance_change_padded(inst, reach, width_padded)
+        change = jit["change"](inst, reach, width_padded)
         work = distinct | cv2.dilate(change, np.ones((2 * reach + 1, 2 * reach + 1), np.uint8))
     pairs = _ignore_pairs(radius)
     len_m = np.array([np.searchsorted(sq, m, side="right") for m, _ in pairs], np.int64)
     len_n = np.array([np.searchsorted(sq, n, side="right") for _, n in pairs], np.int64)
     flat_offsets = offsets[:, 0] * width_padded + offsets[:, 1]
     inst_offsets = offsets[:, 0] * W + offsets[:, 1]
-    _kernel(code, work, distinct, inst, flat_offsets, inst_offsets, len_m, len_n, num_classes, out, packed)
+    jit["kernel"](code, work, distinct, inst, flat_offsets, inst_offsets, len_m, len_n, num_classes, out, packed)
 
 
 # ----------------------------------------------------------------------------------------------------------------
