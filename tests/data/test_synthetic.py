@@ -279,6 +279,22 @@ def test_write_cityscapes_layout(tmp_path):
         assert len(pairs) == len({a for a, _ in pairs}) == len({b for _, b in pairs})
 
 
+def test_cityscapes_layout_loads_with_the_cityscapes_loader(tmp_path):
+    from sbcb.data import Cityscapes
+
+    ds = SyntheticStreets(2, size=(64, 128), seed=3, split="train")
+    ds.write_cityscapes(tmp_path)
+    loaded = Cityscapes(tmp_path, "train")
+    assert len(loaded) == 2
+    to_train = np.full(256, 255, np.uint8)
+    to_train[:11] = [0, 1, 2, 4, 5, 7, 8, 9, 10, 11, 13]  # written out independently of the module's table
+    for i in range(2):
+        got, s = loaded[i], ds[i]
+        np.testing.assert_array_equal(got["image"], s["image"])
+        np.testing.assert_array_equal(np.asarray(got["label"]), to_train[s["label"]])  # out of roi -> 255
+        np.testing.assert_array_equal(np.asarray(got["instance"]) != 0, s["instance"] != 0)
+
+
 def test_writers_refuse_a_file_root(tmp_path):
     f = tmp_path / "file.txt"
     f.write_text("x")
