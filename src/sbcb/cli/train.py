@@ -249,6 +249,7 @@ def run_training(cfg: dict[str, Any], *, resume: str | None = None) -> TrainOutc
     import torch
 
     from sbcb.cli.main import UserError
+    from sbcb.data.validation import DataError
     from sbcb.models import build_model, model_spec
     from sbcb.train import distributed as D
     from sbcb.train.config import save_config
@@ -317,7 +318,7 @@ def run_training(cfg: dict[str, Any], *, resume: str | None = None) -> TrainOutc
             if info.is_main:
                 print(f"sbcb train: error: {e}")
             return TrainOutcome(1, None, model, val_set, data_info)
-        except (ValueError, FileNotFoundError) as e:
+        except (ValueError, FileNotFoundError, DataError) as e:
             raise UserError(str(e)) from None
         if info.is_main:
             summary = ", ".join(

@@ -367,7 +367,9 @@ def train(
         world_size=info.world_size,
         start_step=start_step,
     )
-    loader = torch.utils.data.DataLoader(
+    from sbcb.data.loader import ReadableErrorsDataLoader  # a worker's DataError reaches us with its message
+
+    loader = ReadableErrorsDataLoader(
         SeededDataset(train_set),
         batch_size=per_rank,
         sampler=sampler,
