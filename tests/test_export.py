@@ -9,7 +9,9 @@ from sbcb.train.checkpoint import atomic_save, load_model
 
 pytest.importorskip("segmentation_models_pytorch")
 
-TINY = dict(arch="unet", encoder="resnet18", encoder_depth=3, factory_kwargs={"decoder_channels": [16, 16, 8]})
+TINY = dict(
+    arch="unet", encoder="tu-mobilenetv3_small_050", encoder_depth=3, factory_kwargs={"decoder_channels": [16, 16, 8]}
+)
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +44,7 @@ def test_stripped_checkpoint_is_the_baseline_architecture(trained_ckpt, tmp_path
 
 
 @pytest.mark.onnx
+@pytest.mark.slow  # ONNX export + TorchScript trace + two parity runs: ~10-25 s on the shared machine
 def test_onnx_and_torchscript_match_pytorch_on_two_shapes(trained_ckpt, tmp_path):
     pytest.importorskip("onnxruntime")
     path, wrapper = trained_ckpt

@@ -12,6 +12,7 @@ from sbcb.train.evaluate import evaluate
 pytest.importorskip("segmentation_models_pytorch")
 
 
+@pytest.mark.slow  # two trainings and three evaluations: ~25 s on the shared machine
 def test_demo_trains_baseline_and_sbcb(tmp_path, capsys):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
