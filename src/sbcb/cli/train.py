@@ -313,6 +313,7 @@ def run_training(cfg: dict[str, Any], *, resume: str | None = None) -> TrainOutc
                 resume=resume,
                 dist_info=info,
                 progress=cfg["progress"],
+                eval_options={"mode": cfg["val_mode"], "crop": cfg["crop"], "stride": cfg["val_stride"]},
             )
         except NonFiniteLossError as e:
             if info.is_main:

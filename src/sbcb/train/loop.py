@@ -277,6 +277,7 @@ def train(
     dist_info: D.DistInfo | None = None,
     progress: bool = True,
     evaluate_fn: Callable[..., dict[str, Any]] | None = None,
+    eval_options: Mapping[str, Any] | None = None,
     collate_fn: Callable | None = None,
 ) -> TrainResult:
     """Train ``model`` for ``settings.iters`` iterations, checkpointing and validating along the way.
@@ -296,6 +297,7 @@ def train(
         dist_info: From `init_distributed`; default single process on the CPU.
         progress: Show a tqdm bar on rank 0.
         evaluate_fn: Validation function (default `sbcb.train.evaluate.evaluate`).
+        eval_options: Extra keyword arguments for it (e.g. ``{"mode": "slide", "crop": (512, 512)}``).
         collate_fn: DataLoader collate function (default: torch's).
 
     Returns:
@@ -457,6 +459,7 @@ def train(
                     boundary_radii=(3,),
                     sbd_thresholds=settings.sbd_thresholds,
                     progress=False,
+                    **dict(eval_options or {}),
                 )
                 model.train()
                 miou = float(val_metrics["miou"])
