@@ -137,8 +137,8 @@ class RandomScale(_Random):
 class RandomCrop(_Random):
     """Random crop of at most `size` (smaller images keep their size; `Pad` fills them up).
 
-    With ``cat_max_ratio < 1`` (mmseg), up to 10 crops are tried until no single label covers
-    ``cat_max_ratio`` or more of the counted pixels; the last try is kept otherwise. Counted pixels exclude
+    With ``cat_max_ratio < 1`` (mmseg), up to 10 crops are checked until no single label covers
+    ``cat_max_ratio`` or more of the counted pixels; otherwise one more draw is kept unchecked. Counted pixels exclude
     `ignore_index` and, when `num_classes` is given, every value >= num_classes (trainId mode, spec §11 #22).
 
     Args:
@@ -180,7 +180,7 @@ class RandomCrop(_Random):
         ch, cw = min(self.size[0], h), min(self.size[1], w)
         y, x = self._offsets(h, w)
         if self.cat_max_ratio < 1.0:
-            for _ in range(9):  # 10 tries in all, as mmseg
+            for _ in range(10):  # as mmseg: check up to 10 crops, keep the 11th draw if none passed
                 if self._balanced(label[y : y + ch, x : x + cw]):
                     break
                 y, x = self._offsets(h, w)
