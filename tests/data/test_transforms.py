@@ -111,6 +111,8 @@ def test_normalize_hand_values():
     assert out.dtype == np.float32
     np.testing.assert_allclose(out[0, 0], (np.array([124, 116, 104]) - IMAGENET_MEAN) / IMAGENET_STD, atol=1e-6)
     np.testing.assert_allclose(out[0, 1], 1.0, atol=0.01)  # (mean + std - mean) / std, up to rounding
+    as_float, _, _ = Normalize()(image.astype(np.float32), np.zeros((1, 2), np.uint8))  # the non-table path
+    np.testing.assert_allclose(as_float, out, atol=1e-6)
 
 
 def test_pad_values():
@@ -185,3 +187,19 @@ def test_compose_and_errors():
         RandomHorizontalFlip()(image, label[:5])
     with pytest.raises(ValueError, match="before Normalize"):
         PhotometricDistortion()(image.astype(np.float32), label)
+
+
+def test_photometric_contrast_is_clipped_scaling():
+    # only contrast x2 can act (brightness 0, saturation x1, hue 0): each output is the input or clip(2 * input)
+    image = np.arange(0, 256, 4, dtype=np.uint8).reshape(8, 8, 1).repeat(3, axis=2)
+    doubled = np.minimum(image.astype(np.int32) * 2, 255).astype(np.uint8)
+    seen = set()
+    for seed in range(12):
+        t = PhotometricDistortion(0, (2.0, 2.0), (1.0, 1.0), 0, rng=np.random.default_rng(seed))
+        img, _, _ = t(image, np.zeros((8, 8), np.uint8))
+        if np.array_equal(img, image):
+            seen.add("same")
+        else:
+            assert np.array_equal(img, doubled)
+            seen.add("doubled")
+    assert seen == {"same", "doubled"}

@@ -168,10 +168,18 @@ class RandomCrop(_Random):
         return self._randint(0, max(h - self.size[0], 0) + 1), self._randint(0, max(w - self.size[1], 0) + 1)
 
     def _balanced(self, crop: np.ndarray) -> bool:
-        keep = crop != self.ignore_index
-        if self.num_classes is not None:
-            keep &= (crop >= 0) & (crop < self.num_classes)
-        _, counts = np.unique(crop[keep], return_counts=True)
+        if crop.dtype == np.uint8:  # the common case: one O(N) histogram
+            counts = np.bincount(crop.ravel(), minlength=256)
+            if 0 <= self.ignore_index <= 255:
+                counts[self.ignore_index] = 0
+            if self.num_classes is not None:
+                counts[self.num_classes :] = 0
+        else:
+            keep = crop != self.ignore_index
+            if self.num_classes is not None:
+                keep &= (crop >= 0) & (crop < self.num_classes)
+            counts = np.unique(crop[keep], return_counts=True)[1]
+        counts = counts[counts > 0]
         return len(counts) > 1 and counts.max() / counts.sum() < self.cat_max_ratio
 
     def __call__(self, image: np.ndarray, label: np.ndarray, instance: np.ndarray | None = None) -> Sample:
@@ -242,27 +250,38 @@ class PhotometricDistortion(_Random):
     def _coin(self) -> bool:
         return self._randint(0, 2) == 1
 
+    @staticmethod
+    def _lut(image: np.ndarray, fn: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        # every step maps each uint8 value independently (then clips and truncates, as mmseg's convert): a table
+        table = np.clip(fn(np.arange(256, dtype=np.float32)), 0, 255).astype(np.uint8)
+        return cv2.LUT(image, table)
+
     def __call__(self, image: np.ndarray, label: np.ndarray, instance: np.ndarray | None = None) -> Sample:
         _check(image, label, instance)
         if image.dtype != np.uint8:
             raise ValueError("PhotometricDistortion expects the uint8 RGB image: put it before Normalize")
-        img = image.astype(np.float32)
+        img = np.ascontiguousarray(image)
         if self._coin():
-            img = img + self._uniform(-self.brightness_delta, self.brightness_delta)
+            delta = self._uniform(-self.brightness_delta, self.brightness_delta)
+            img = self._lut(img, lambda v: v + delta)
         contrast_first = self._coin()
         if contrast_first and self._coin():
-            img = img * self._uniform(*self.contrast_range)
-        img = np.clip(img, 0, 255).astype(np.uint8)
+            alpha = self._uniform(*self.contrast_range)
+            img = self._lut(img, lambda v: v * alpha)
         do_saturation, do_hue = self._coin(), self._coin()
         if do_saturation or do_hue:
-            hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV).astype(np.float32)
+            hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV)
+            h, s, v = cv2.split(hsv)
             if do_saturation:
-                hsv[..., 1] = np.clip(hsv[..., 1] * self._uniform(*self.saturation_range), 0, 255)
+                alpha = self._uniform(*self.saturation_range)
+                s = self._lut(s, lambda x: x * alpha)
             if do_hue:
-                hsv[..., 0] = (hsv[..., 0] + self._randint(-self.hue_delta, self.hue_delta + 1)) % 180
-            img = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)
+                shift = self._randint(-self.hue_delta, self.hue_delta + 1)
+                h = self._lut(h, lambda x: (x + shift) % 180)
+            img = cv2.cvtColor(cv2.merge([h, s, v]), cv2.COLOR_HSV2RGB)
         if not contrast_first and self._coin():
-            img = np.clip(img.astype(np.float32) * self._uniform(*self.contrast_range), 0, 255).astype(np.uint8)
+            alpha = self._uniform(*self.contrast_range)
+            img = self._lut(img, lambda v: v * alpha)
         return img, label, instance
 
     def __repr__(self) -> str:
@@ -285,7 +304,13 @@ class Normalize:
 
     def __call__(self, image: np.ndarray, label: np.ndarray, instance: np.ndarray | None = None) -> Sample:
         _check(image, label, instance)
-        return (image.astype(np.float32) - self.mean) / self.std, label, instance
+        if image.dtype == np.uint8:  # one float32 table per channel: a single pass over the image
+            table = (np.arange(256, dtype=np.float32)[:, None] - self.mean[0]) / self.std[0]  # [256, 3]
+            return cv2.LUT(np.ascontiguousarray(image), table.reshape(256, 1, 3)), label, instance
+        out = image.astype(np.float32)
+        out -= self.mean
+        out /= self.std
+        return out, label, instance
 
     def __repr__(self) -> str:
         return f"Normalize(mean={self.mean.ravel().tolist()}, std={self.std.ravel().tolist()})"
