@@ -171,3 +171,14 @@ def test_bf16_autocast_and_grad_clip(tmp_path):
     # Clipping to a norm of 1e-3 bounds each SGD step (lr 0.05, momentum 0.9): |dw| <= 0.05 * (1 + 1.9) * 1e-3
     # plus weight decay lr * 5e-4 * 2.9 * |w| (taken as 3), far below what an unclipped step moves (~0.1).
     assert float((after - before).norm()) < 0.05 * 2.9 * 1e-3 + 0.05 * 5e-4 * 3 * float(before.norm()) + 1e-6
+
+
+@pytest.mark.slow  # starts worker processes
+def test_worker_count_does_not_change_the_result(tmp_path):
+    # Each sample's augmentation is seeded from (seed, epoch, index): 0 or 2 workers give the same weights.
+    a = train(_fresh_model(), Blobs(), settings=_settings(iters=3), out_dir=tmp_path / "a", num_classes=3,
+              progress=False)  # fmt: skip
+    b = train(_fresh_model(), Blobs(), settings=_settings(iters=3, workers=2), out_dir=tmp_path / "b",
+              num_classes=3, progress=False)  # fmt: skip
+    wa, wb = load_checkpoint(a.last_checkpoint)["state_dict"], load_checkpoint(b.last_checkpoint)["state_dict"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
