@@ -12,6 +12,16 @@ from sbcb.weights import load_weights
 timm = pytest.importorskip("timm")
 torchvision = pytest.importorskip("torchvision")
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: on a shared 2-core machine OpenMP spin-waiting makes 2 threads many times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 RESNET_LEVELS = ["relu", "layer1", "layer2", "layer3", "layer4"]
 # Tab. 7 / spec §5.3: side strides (stem, layer1..layer4)
 TAB7 = {"classification": [2, 4, 8, 16, 32], "segmentation": [2, 4, 8, 8, 8], "hed": [1, 2, 4, 8, 8]}

@@ -52,7 +52,8 @@ class SBCB(nn.Module):
             torchvision-style `{"out": logits}` dict). It is not modified.
         num_classes: K, the dataset's classes (also for `binary=True`: the GT is built per class, then unioned).
         sides: Submodule names to tap (dotted paths in `model`, or relative to the detected backbone), highest
-            resolution first, semantic side last; or FeatureInfo objects for full control; None = automatic.
+            resolution first, semantic side last; `[name, entry]` pairs for an entry of a module's list output;
+            FeatureInfo objects for full control; None = automatic. `SBCB(model, **net.config)` rebuilds `net`.
         head: SBD head: "casenet" (default), "dff" or "dds".
         binary: BBCB: a 1-class head supervised with the union of the class boundaries.
         alpha: Weight of each multi-label SBD term (paper: 5).
@@ -82,7 +83,7 @@ class SBCB(nn.Module):
         model: nn.Module,
         *,
         num_classes: int,
-        sides: Sequence[str | FeatureInfo] | None = None,
+        sides: Sequence[str | FeatureInfo | tuple[str, int | str]] | None = None,
         head: str = "casenet",
         binary: bool = False,
         alpha: float = 5.0,
@@ -182,10 +183,12 @@ class SBCB(nn.Module):
 
     # -- construction helpers -------------------------------------------------------------------------------------
 
-    def _named_tap(self, side: str | FeatureInfo, spec: Any) -> FeatureInfo:
+    def _named_tap(self, side: str | FeatureInfo | tuple[str, int | str], spec: Any) -> FeatureInfo:
         if isinstance(side, FeatureInfo):
             resolve_module(self.model, side.module)
             return side
+        if isinstance(side, (list, tuple)) and len(side) == 2 and isinstance(side[0], str):
+            return FeatureInfo(0, 0, side[0], index=side[1])  # [module, output entry], as written in `config`
         if not isinstance(side, str):
             raise TypeError(f"sides entries must be module names or FeatureInfo, got {type(side).__name__}")
         names = dict(self.model.named_modules())

@@ -9,6 +9,15 @@ from wrap_checks import K, check_wrapped
 smp = pytest.importorskip("segmentation_models_pytorch")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: on a shared 2-core machine OpenMP spin-waiting makes 2 threads many times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _declared(model, levels: list[int]) -> list[tuple[int, int]]:
     """(channels, stride) of the chosen encoder entries, from smp's own `out_channels` / `output_stride`.
 
@@ -49,6 +58,9 @@ def test_taps_equal_encoder_outputs_and_os8_strides():
 
     net = SBCB(model, num_classes=K, head="dds", probe_size=(64, 64))
     assert [i.reduction for i in net.side_infos] == [2, 4, 8, 8, 8]
+    # the JSON config rebuilds the same wrapper around a fresh model
+    again = SBCB(smp.DeepLabV3("resnet18", encoder_weights=None, classes=K), probe_size=(64, 64), **net.config)
+    assert again.side_infos == net.side_infos and list(again.state_dict()) == list(net.state_dict())
     model.eval()
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
