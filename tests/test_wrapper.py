@@ -329,3 +329,21 @@ def test_deepcopy_and_state_dict_roundtrip():
     a, b = net.forward_outputs(x), twin.forward_outputs(x)
     assert torch.equal(a.sbd["fuse"], b.sbd["fuse"])
     assert twin.strip() is not net.strip() and _no_hooks(net.strip())
+
+
+def test_core_modules_import_no_optional_package():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, torch\n"
+        "import sbcb.wrapper, sbcb.features, sbcb.backbone_trick, sbcb.weights, sbcb.adapters, sbcb.heads.fcn_aux\n"
+        "from sbcb.adapters import timm, smp, torchvision\n"
+        "net = sbcb.wrapper.SBCB(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, 2, 1), torch.nn.Conv2d(4, 3, 3, 2, 1)),"
+        " num_classes=3, sides=['0', '1'], probe_size=(16, 16))\n"
+        "bad = [m for m in ('timm', 'segmentation_models_pytorch', 'torchvision', 'lightning') if m in sys.modules]\n"
+        "print(bad)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"
