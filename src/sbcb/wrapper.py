@@ -59,7 +59,7 @@ class SBCB(nn.Module):
         alpha: Weight of each multi-label SBD term (paper: 5).
         beta: Weight of each binary term (paper: 1).
         fcn_aux: Add the FCN auxiliary head: True = on the penultimate backbone level (ResNet layer3), or a
-            submodule name.
+            submodule name (or `[name, entry]`) as in `sides`.
         aux_weight: Weight of the auxiliary CE loss (mmseg: 0.4).
         radius: Boundary GT band radius in pixels for GT generated on the fly.
         ignore_index: Label ignored by the segmentation loss, and "inside every class" for boundary GT.
@@ -88,7 +88,7 @@ class SBCB(nn.Module):
         binary: bool = False,
         alpha: float = 5.0,
         beta: float = 1.0,
-        fcn_aux: bool | str = False,
+        fcn_aux: bool | str | tuple[str, int | str] = False,
         aux_weight: float = 0.4,
         radius: float = 2.0,
         ignore_index: int = 255,
@@ -154,7 +154,7 @@ class SBCB(nn.Module):
         if fcn_aux is True:
             assert spec is not None
             aux_infos = [spec.levels[-2]]
-        elif isinstance(fcn_aux, str):
+        elif fcn_aux is not False:
             aux_infos = probe_features(model, [self._named_tap(fcn_aux, spec)], **probe)
         self.aux_info: FeatureInfo | None = aux_infos[0] if aux_infos else None
 
@@ -166,12 +166,12 @@ class SBCB(nn.Module):
         # JSON-typed constructor options (everything but the model), for checkpoints and logs
         self.config: dict[str, Any] = {
             "num_classes": num_classes,
-            "sides": [info.module if info.index is None else [info.module, info.index] for info in side_infos],
+            "sides": [_tap_name(info) for info in side_infos],
             "head": head,
             "binary": binary,
             "alpha": alpha,
             "beta": beta,
-            "fcn_aux": self.aux_info.module if self.aux_info is not None else False,
+            "fcn_aux": _tap_name(self.aux_info) if self.aux_info is not None else False,
             "aux_weight": aux_weight,
             "radius": radius,
             "ignore_index": ignore_index,
@@ -360,6 +360,11 @@ class SBCB(nn.Module):
         sides = ", ".join(f"{i.name}({i.num_chs}ch, 1/{i.reduction})" for i in self.side_infos)
         aux = f", fcn_aux={self.aux_info.name}" if self.aux_info is not None else ""
         return f"head={self.head_name}, num_classes={self.num_classes}, binary={self.binary}, sides=[{sides}]{aux}"
+
+
+def _tap_name(info: FeatureInfo) -> str | list[Any]:
+    """How `sides` / `fcn_aux` spell a tap in `SBCB.config`: the module name, or [module, output entry]."""
+    return info.module if info.index is None else [info.module, info.index]
 
 
 def convert_sync_batchnorm(module: nn.Module, device: torch.device | str) -> nn.Module:

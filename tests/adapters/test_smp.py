@@ -56,7 +56,7 @@ def test_taps_equal_encoder_outputs_and_os8_strides():
     model = smp.DeepLabV3("resnet18", encoder_weights=None, classes=K)  # encoder output stride 8
     from sbcb.wrapper import SBCB
 
-    net = SBCB(model, num_classes=K, head="dds", probe_size=(64, 64))
+    net = SBCB(model, num_classes=K, head="dds", fcn_aux=True, probe_size=(64, 64))
     assert [i.reduction for i in net.side_infos] == [2, 4, 8, 8, 8]
     # the JSON config rebuilds the same wrapper around a fresh model
     again = SBCB(smp.DeepLabV3("resnet18", encoder_weights=None, classes=K), probe_size=(64, 64), **net.config)
@@ -66,7 +66,7 @@ def test_taps_equal_encoder_outputs_and_os8_strides():
     with torch.no_grad():
         feats = net.extract_features(x)
         ref = model.encoder(x)[1:]  # entry 0 is the input image itself
-    assert all(torch.equal(a, b) for a, b in zip(feats, ref))
+    assert len(feats) == 6 and all(torch.equal(a, b) for a, b in zip(feats, [*ref, ref[3]]))  # + aux = layer3
 
 
 @pytest.mark.slow
