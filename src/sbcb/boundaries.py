@@ -261,33 +261,27 @@ def _emit(out, packed, c, y, x, seen):
 
 
 def _prepare(mask, num_classes, ignore_index, reach, width_padded):
-    """Class codes (0..K-1, K = foreign, 255 = ignore) and codes + 1 (ignore -> 0), padded by `reach` (and on the
-    right up to `width_padded`) with the neutral value of each: out-of-image pixels then act like ignore."""
+    """Class codes (0..K-1, K = foreign, 255 = ignore), padded by `reach` (and on the right up to `width_padded`)
+    with the ignore code, so that out-of-image pixels act like ignore (both contribute nothing)."""
     H, W = mask.shape
     code = np.full((H + 2 * reach, width_padded), 255, np.uint8)
-    plus1 = np.zeros((H + 2 * reach, width_padded), np.uint8)
     for y in range(H):
         for x in range(W):
             v = mask[y, x]
-            c = 255 if v == ignore_index else (v if 0 <= v < num_classes else num_classes)
-            code[y + reach, x + reach] = c
-            plus1[y + reach, x + reach] = 0 if c == 255 else c + 1
-    return code, plus1
+            code[y + reach, x + reach] = 255 if v == ignore_index else (v if 0 <= v < num_classes else num_classes)
+    return code
 
 
 def _prepare_uint8(mask, num_classes, ignore_index, reach, width_padded):
-    """`_prepare` for uint8 masks with two OpenCV look-up tables written straight into the padded buffers."""
+    """`_prepare` for uint8 masks: one OpenCV look-up table written straight into the padded buffer."""
     H, W = mask.shape
     lut = np.full(256, num_classes, np.uint8)
     lut[:num_classes] = np.arange(num_classes)
     if 0 <= ignore_index <= 255:
         lut[ignore_index] = 255
     code = np.full((H + 2 * reach, width_padded), 255, np.uint8)
-    plus1 = np.zeros((H + 2 * reach, width_padded), np.uint8)
-    window = (slice(reach, reach + H), slice(reach, reach + W))
-    cv2.LUT(mask, lut, dst=code[window])
-    cv2.LUT(mask, (lut + np.uint8(1)).astype(np.uint8), dst=plus1[window])  # 255 + 1 wraps to 0
-    return code, plus1
+    cv2.LUT(mask, lut, dst=code[reach : reach + H, reach : reach + W])
+    return code
 
 
 def _instance_change_padded(inst, reach, width_padded):
@@ -395,9 +389,10 @@ def _run_numba(mask, num_classes, ignore_index, instance_mask, radius, out, pack
     width_padded = (W + 2 * reach + 7) // 8 * 8
     jit = _jit()
     prepare = _prepare_uint8 if mask.dtype == np.uint8 else jit["prepare"]
-    code, plus1 = prepare(np.ascontiguousarray(mask), num_classes, ignore_index, reach, width_padded)
-    # >= 2 classes in D_r: max(code + 1) > min(code) + 1; all-ignore windows give 0 > 255 (saturated): false
-    hi = cv2.dilate(plus1, kernel)
+    code = prepare(np.ascontiguousarray(mask), num_classes, ignore_index, reach, width_padded)
+    # >= 2 classes in D_r: max(code + 1) > min(code) + 1, where code + 1 wraps ignore (255) to 0, neutral for the
+    # maximum; all-ignore windows give 0 > 255 (saturated): false
+    hi = cv2.dilate(code + np.uint8(1), kernel)
     distinct = cv2.compare(hi, cv2.add(cv2.erode(code, kernel), 1), cv2.CMP_GT)
     work = distinct
     if instance_mask is None:
