@@ -319,3 +319,20 @@ def test_clear_errors():
         mask_to_boundaries(mask, 2, instance_mask=np.zeros((3, 4), np.int32))
     with pytest.raises(ValueError, match="backend"):
         mask_to_boundaries(mask, 2, backend="gpu")
+
+
+def test_many_classes_match_reference():
+    # K = 150 (ADE20K): class ids >= 64 bypass the numba kernel's 64-bit "already written" set
+    rng = np.random.default_rng(5)
+    for n in range(4):
+        coarse = rng.integers(60, 152, size=(6, 7)).astype(np.int32)
+        mask = cv2.resize(coarse, (21, 18), interpolation=cv2.INTER_NEAREST).astype(np.int64)
+        mask[rng.random(mask.shape) < 0.1] = 255
+        instance = np.where(rng.random(mask.shape) < 0.5, 7, 0).astype(np.int32) if n % 2 else None
+        expected = reference_boundaries(mask, 150, 2.0 + n, 255, instance)
+        for backend in BACKENDS:
+            assert np.array_equal(mask_to_boundaries(mask, 150, 2.0 + n, 255, instance, backend=backend), expected)
+        # K = 300 > 254: the auto back-end falls back to OpenCV with uint16 codes; ignore must then be >= 300
+        wide = np.where(mask == 255, 1000, mask)
+        expected = reference_boundaries(wide, 300, 2.0, 1000, instance)
+        assert np.array_equal(mask_to_boundaries(wide, 300, 2.0, 1000, instance), expected)
