@@ -77,3 +77,20 @@ def test_smp_hrnet_encoder_uses_stage_concat():
     net = SBCB(model, num_classes=K, probe_size=(64, 64))
     assert [i.module for i in net.side_infos] == [f"encoder.model.{n}" for n in ("act2", "stage2", "stage3", "stage4")]
     assert [i.reduction for i in net.side_infos] == [4, 4, 4, 4]
+
+
+@pytest.mark.slow
+def test_resnet50_head_sizes_match_the_paper():
+    # spec §3.3 / §3.7 / §7 and Tab. 4a: ResNet sides [64, 256, 512, 2048] with K = 19 give a 43,140-parameter
+    # CASENet head (+0.05M), 2,928 for BBCB (+0.01M); the FCN aux head on layer3 (1024 ch) has 2,364,691 (+2.37M).
+    from sbcb.wrapper import SBCB
+
+    def build():
+        return smp.DeepLabV3Plus("resnet50", encoder_weights=None, classes=19)
+
+    net = SBCB(build(), num_classes=19, fcn_aux=True, probe_size=(64, 64))
+    assert [i.num_chs for i in net.side_infos] == [64, 256, 512, 2048]
+    assert sum(p.numel() for p in net.head.parameters()) == 43_140
+    assert sum(p.numel() for p in net.aux_head.parameters()) == 2_364_691
+    bbcb = SBCB(build(), num_classes=19, binary=True, probe_size=(64, 64))
+    assert sum(p.numel() for p in bbcb.head.parameters()) == 2_928
