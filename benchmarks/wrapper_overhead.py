@@ -8,6 +8,7 @@ baseline, ...), so machine load hits all of them alike; ratios are medians of pe
 step measured in the same repetition.
 
 SBCB variants:
+- `taps_only`: the forward hooks around the user's forward and the baseline loss, no head (the cost of tapping).
 - `sbcb_gt_given`: boundary GT precomputed (as a DataLoader worker does), passed as a bool tensor.
 - `sbcb_gt_on_device`: GT generated inside `loss()` on the training device (here the CPU) from the mask.
 - `sbcb_half_gt_given`: SBD outputs at half resolution (`head_scale=0.5`), GT precomputed.
@@ -66,6 +67,15 @@ def step_baseline(model, x, mask, bnd) -> None:
     sgd(model)
 
 
+def step_taps_only(net, x, mask, bnd) -> None:
+    """The wrapper's hooks around the user's forward, baseline loss only: the cost of tapping itself."""
+    with net._taps.capture() as grab:
+        logits = net.model(x)
+    grab()
+    F.cross_entropy(logits, mask, ignore_index=255).backward()
+    sgd(net.model)
+
+
 def step_sbcb(net, x, mask, bnd) -> None:
     sum(net.loss(net(x), mask, bnd).values()).backward()
     sgd(net)
@@ -97,6 +107,7 @@ def bench_encoder(encoder: str, *, size: tuple[int, int], batch: int, reps: int,
     sbcb_half = SBCB(build(encoder), num_classes=K, head_scale=0.5).train()
     configs = {
         "baseline": (step_baseline, baseline),
+        "taps_only": (step_taps_only, sbcb),
         "sbcb_gt_given": (step_sbcb, sbcb),
         "sbcb_gt_on_device": (step_sbcb_otf, sbcb),
         "sbcb_half_gt_given": (step_sbcb, sbcb_half),
