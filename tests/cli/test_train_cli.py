@@ -25,6 +25,12 @@ TINY = [
 ]  # fmt: skip
 
 
+def _has_matplotlib() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("matplotlib") is not None
+
+
 @pytest.fixture
 def one_thread():
     threads = torch.get_num_threads()
@@ -49,12 +55,18 @@ def test_train_resume_eval_export_predict(tmp_path, one_thread, capsys):
     assert set(val) == {2, 3}
 
     # Standalone evaluation of the last checkpoint reproduces the in-training validation at step 3.
-    assert main(["eval", str(run / "last.pt"), "--out", str(tmp_path / "eval"), "--radii", "3", "--no-progress"]) == 0
+    eval_args = ["eval", str(run / "last.pt"), "--out", str(tmp_path / "eval"), "--radii", "3", "--no-progress"]
+    assert main([*eval_args, *(["--pr-curves"] if _has_matplotlib() else [])]) == 0
     report = json.loads((tmp_path / "eval" / "eval.json").read_text())
     assert report["miou"] == pytest.approx(float(val[3]["miou"]), abs=1e-12)
     assert report["bf3"] == pytest.approx(float(val[3]["bf3"]), abs=1e-12)
     assert "sbd_mf" in report and len(report["iou"]) == 11
     assert "| road |" in (tmp_path / "eval" / "eval.md").read_text()
+    pr = report["sbd_pr"]
+    assert len(pr["thresholds"]) == 99 and len(pr["precision"]) == len(pr["recall"]) == 11
+    assert all(0 <= v <= 1 for curve in pr["recall"] for v in curve)
+    if _has_matplotlib():
+        assert (tmp_path / "eval" / "sbd_pr.png").stat().st_size > 1000
 
     # Export: the stripped checkpoint rebuilds without the wrapper and predicts exactly like the trained model.
     stripped = tmp_path / "stripped.pt"

@@ -40,6 +40,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers (default: 0)")
     p.add_argument("--device", help="cpu | cuda (default: cuda when available)")
     p.add_argument("--out", type=Path, metavar="DIR", help="write eval.json and eval.md here")
+    p.add_argument("--pr-curves", action="store_true", help="with --out and an SBD head: sbd_pr.png (matplotlib)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -52,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from sbcb.models import build_model
     from sbcb.train import distributed as D
     from sbcb.train.checkpoint import load_checkpoint
-    from sbcb.train.evaluate import evaluate, format_report, to_jsonable
+    from sbcb.train.evaluate import evaluate, format_report, plot_pr_curves, to_jsonable
 
     try:
         ckpt = load_checkpoint(args.checkpoint)
@@ -117,6 +118,11 @@ def run(args: argparse.Namespace) -> int:
                 (args.out / "eval.json").write_text(json.dumps(to_jsonable(metrics), indent=2))
                 (args.out / "eval.md").write_text(f"# sbcb eval: {args.checkpoint}\n\n" + report)
                 print(f"wrote {args.out / 'eval.json'} and {args.out / 'eval.md'}")
+                if args.pr_curves and "sbd_pr" in metrics:
+                    try:
+                        print(f"wrote {plot_pr_curves(metrics, args.out / 'sbd_pr.png', data_info.class_names)}")
+                    except ImportError as e:
+                        raise UserError(str(e)) from None
         return 0
     finally:
         if torch.distributed.is_available() and torch.distributed.is_initialized():

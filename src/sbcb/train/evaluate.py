@@ -304,7 +304,16 @@ def evaluate(
             sbd_eval = _make_sbd_evaluator(num_classes, sbd_thresholds)
         if hasattr(sbd_eval, "sync"):
             sbd_eval.sync()
+        from sbcb.metrics.sbd import class_scores
+
+        counts = sbd_eval.count_array()  # [N, K, T, 4]
+        curves = [class_scores(counts[:, c], sbd_eval.thresholds) for c in range(counts.shape[1])]
         res = sbd_eval.compute()
+        out["sbd_pr"] = {
+            "thresholds": [float(t) for t in sbd_eval.thresholds],
+            "precision": [[float(v) for v in c["precision"]] for c in curves],
+            "recall": [[float(v) for v in c["recall"]] for c in curves],
+        }
         out["sbd_mf"] = float(res["mean_ods_f"])
         out["sbd_mois"] = float(res["mean_ois_f"])
         out["sbd_map"] = float(res["mean_ap"])
@@ -319,6 +328,39 @@ def _make_sbd_evaluator(num_classes: int, thresholds: int) -> Any:
     from sbcb.metrics.sbd import SBDEvaluator
 
     return SBDEvaluator(num_classes, thresholds=thresholds)
+
+
+def plot_pr_curves(metrics: Mapping[str, Any], path: Any, class_names: Sequence[str] | None = None) -> Any:
+    """Per-class SBD precision-recall curves (one line per class, ODS F in the legend) as a PNG.
+
+    Needs matplotlib (``pip install "sbcb[viz]"``).
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as e:
+        raise ImportError('PR-curve pictures need matplotlib: pip install "sbcb[viz]"') from e
+    from pathlib import Path
+
+    pr = metrics["sbd_pr"]
+    k = len(pr["precision"])
+    names = list(class_names) if class_names is not None else [str(i) for i in range(k)]
+    fig, ax = plt.subplots(figsize=(7, 6))
+    cmap = plt.get_cmap("tab20")
+    for c in range(k):
+        ax.plot(pr["recall"][c], pr["precision"][c], color=cmap(c % 20), lw=1.2,
+                label=f"{names[c]} (ODS F {100 * metrics['sbd_ods_f'][c]:.1f})")  # fmt: skip
+    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1),
+           title=f"SBD precision-recall, mean ODS F {100 * metrics['sbd_mf']:.2f}")  # fmt: skip
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower left", ncol=2)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path
 
 
 def format_report(metrics: Mapping[str, Any], class_names: Sequence[str] | None = None) -> str:
