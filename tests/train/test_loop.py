@@ -182,3 +182,30 @@ def test_worker_count_does_not_change_the_result(tmp_path):
               num_classes=3, progress=False)  # fmt: skip
     wa, wb = load_checkpoint(a.last_checkpoint)["state_dict"], load_checkpoint(b.last_checkpoint)["state_dict"]
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_param_groups_for_the_segformer_recipe():
+    from sbcb.train.loop import build_optimizer
+
+    model = nn.ModuleDict(
+        {
+            "encoder": nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4)),
+            "decoder": nn.Sequential(nn.Conv2d(4, 4, 1), nn.LayerNorm(4)),
+            "head": nn.Conv2d(4, 2, 1),  # the SBCB wrapper's SBD head is named "head"
+        }
+    )
+    s = TrainSettings(optimizer="adamw", lr=6e-5, weight_decay=0.01, head_lr_mult=10.0, norm_decay=False)
+    opt = build_optimizer(model, s)
+    assert isinstance(opt, torch.optim.AdamW)
+    got = {(round(g["lr"], 12), g["weight_decay"]): {id(p) for p in g["params"]} for g in opt.param_groups}
+    enc, dec, head = model["encoder"], model["decoder"], model["head"]
+    assert got == {
+        (6e-5, 0.01): {id(enc[0].weight), id(enc[0].bias)},
+        (6e-5, 0.0): {id(enc[1].weight), id(enc[1].bias)},
+        (6e-4, 0.01): {id(dec[0].weight), id(dec[0].bias), id(head.weight), id(head.bias)},
+        (6e-4, 0.0): {id(dec[1].weight), id(dec[1].bias)},
+    }
+    # The paper's CNN default: one SGD group with everything.
+    sgd = build_optimizer(model, TrainSettings())
+    assert isinstance(sgd, torch.optim.SGD) and len(sgd.param_groups) == 1
+    assert len(sgd.param_groups[0]["params"]) == len(list(model.parameters()))

@@ -44,6 +44,9 @@ DEFAULTS: dict[str, Any] = {
     "lr": 0.01,
     "momentum": 0.9,
     "weight_decay": 5e-4,
+    "optimizer": "sgd",
+    "head_lr_mult": 1.0,
+    "norm_decay": True,
     "poly_power": 0.9,
     "min_lr": 1e-4,
     "warmup_iters": 0,
@@ -108,6 +111,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     g.add_argument("--lr", type=float, help="SGD learning rate" + _d("lr"))
     g.add_argument("--momentum", type=float, help="SGD momentum" + _d("momentum"))
     g.add_argument("--weight-decay", type=float, help="weight decay" + _d("weight_decay"))
+    g.add_argument("--optimizer", choices=("sgd", "adamw"), help="optimizer (adamw: SegFormer)" + _d("optimizer"))
+    g.add_argument("--head-lr-mult", type=float, help="lr multiplier of decoder + heads (SegFormer: 10)")
+    g.add_argument("--norm-decay", action=argparse.BooleanOptionalAction, help="weight decay on norm layers")
     g.add_argument("--poly-power", type=float, help="poly schedule power" + _d("poly_power"))
     g.add_argument("--min-lr", type=float, help="poly schedule floor" + _d("min_lr"))
     g.add_argument("--warmup-iters", type=int, help="linear warm-up iterations" + _d("warmup_iters"))
@@ -279,6 +285,9 @@ def run_training(cfg: dict[str, Any], *, resume: str | None = None) -> TrainOutc
             lr=cfg["lr"],
             momentum=cfg["momentum"],
             weight_decay=cfg["weight_decay"],
+            optimizer=cfg["optimizer"],
+            head_lr_mult=cfg["head_lr_mult"],
+            norm_decay=cfg["norm_decay"],
             poly_power=cfg["poly_power"],
             min_lr=cfg["min_lr"],
             warmup_iters=cfg["warmup_iters"],

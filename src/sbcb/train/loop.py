@@ -80,6 +80,10 @@ class TrainSettings:
     deterministic: bool = False
     log_every: int = 1
     sbd_thresholds: int = 9  # quick SBD during training (full protocol: 99, via `sbcb eval`)
+    optimizer: str = "sgd"  # "sgd" (paper CNNs) or "adamw" (official SegFormer recipe)
+    betas: tuple[float, float] = (0.9, 0.999)  # AdamW
+    head_lr_mult: float = 1.0  # SegFormer recipe: 10 (decoder, segmentation head and SBD head)
+    norm_decay: bool = True  # SegFormer recipe: False (no weight decay on norm layers and pos_block)
 
     def __post_init__(self) -> None:
         if self.iters < 1:
@@ -90,6 +94,8 @@ class TrainSettings:
             raise ValueError(f"amp must be None, 'bf16' or 'fp16', got {self.amp!r}")
         if self.ckpt_every < 1 or self.keep_last < 1:
             raise ValueError("ckpt_every and keep_last must be >= 1")
+        if self.optimizer not in ("sgd", "adamw"):
+            raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
 
 
 @dataclass
@@ -131,10 +137,41 @@ def set_deterministic(enabled: bool) -> None:
         torch.use_deterministic_algorithms(False)
 
 
+# Module name prefixes (relative to the segmentor or the SBCB wrapper) that count as "head" for `head_lr_mult`:
+# smp's decoder and segmentation head, and the wrapper's SBD and auxiliary heads. The official SegFormer config's
+# `custom_keys={"head": lr_mult 10}` matches mmseg's decode head and, as a side effect, the SBD head (spec §5.6).
+HEAD_PREFIXES = ("decoder.", "segmentation_head.", "head.", "aux_head.", "model.decoder.", "model.segmentation_head.")
+_NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+
+
+def param_groups(model: nn.Module, settings: TrainSettings) -> list[dict[str, Any]]:
+    """Trainable parameters split by lr multiplier and weight decay (at most four groups, in a fixed order)."""
+    no_decay: set[int] = set()
+    if not settings.norm_decay:
+        for name, module in model.named_modules():
+            if isinstance(module, _NORMS) or "pos_block" in name:
+                no_decay.update(id(p) for p in module.parameters(recurse=False))
+    groups: dict[tuple[float, float], list[nn.Parameter]] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        mult = settings.head_lr_mult if name.startswith(HEAD_PREFIXES) else 1.0
+        decay = 0.0 if id(p) in no_decay else settings.weight_decay
+        groups.setdefault((mult, decay), []).append(p)
+    return [
+        {"params": params, "lr": settings.lr * mult, "weight_decay": decay}
+        for (mult, decay), params in sorted(groups.items())
+    ]
+
+
 def build_optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
-    """SGD with momentum and weight decay on every trainable parameter (the paper's CNN recipe)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    return torch.optim.SGD(params, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay)
+    """SGD with momentum (paper's CNN recipe) or AdamW (official SegFormer recipe), over `param_groups`."""
+    groups = param_groups(model, settings)
+    if settings.optimizer == "adamw":
+        return torch.optim.AdamW(
+            groups, lr=settings.lr, betas=tuple(settings.betas), weight_decay=settings.weight_decay
+        )
+    return torch.optim.SGD(groups, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay)
 
 
 def prepare_batch(
