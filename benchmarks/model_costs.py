@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         "| model | hooks | FlopCounterMode |",
         "|---|---|---|",
     ]
-    for h, r in rows.items():
+    for r in rows.values():
         lines.append(
             f"| {r['head']} | {r['macs_conv_linear_hooks'] / g:.2f} | {r['macs_conv_matmul_flopcounter'] / g:.2f} |"
         )
