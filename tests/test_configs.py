@@ -25,7 +25,7 @@ from sbcb.train.config import resolve_config  # noqa: E402
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 CONFIGS = sorted(CONFIG_DIR.glob("*.yaml"))
-NUM_CLASSES = {"cityscapes": 19, "bdd100k": 19, "synthia": 16}
+NUM_CLASSES = {"cityscapes": 19, "bdd100k": 19, "synthia": 19}  # Synthia: mapped to Cityscapes trainIds
 # Small stand-ins for the tiny training step: same family, so the side-selection rules are exercised.
 TINY_ENCODER = {"resnet101": "resnet18", "tu-hrnet_w48": "tu-hrnet_w18_small", "mit_b2": "mit_b0", "mit_b0": "mit_b0"}
 
