@@ -189,18 +189,52 @@ def evaluate_run(model: nn.Module, val_set: Any, *, num_classes: int, settings: 
     semantic = head is not None and not getattr(model, "binary", True) and getattr(model, "alpha", 0.0) > 0
     seg["sbd_mf"] = None
     if semantic:
-        sbd = evaluate(
-            model,
-            val_set,
-            num_classes=num_classes,
-            boundary_radii=(),
-            sbd=True,
-            sbd_thresholds=settings.sbd_thresholds,
-            progress=False,
-        )
-        seg["sbd_mf"] = sbd["sbd_mf"]
-        seg["sbd_ods_f"] = sbd["sbd_ods_f"]
+        seg["sbd_mf"], seg["sbd_ods_f"] = sbd_scores(model, val_set, num_classes=num_classes, settings=settings)
     return seg
+
+
+def padded_forward(fn: Callable[[torch.Tensor], Any], image: torch.Tensor, divisor: int = 32) -> tuple[Any, int, int]:
+    """``fn`` on ``image`` [B, C, H, W] zero-padded (bottom/right) to a multiple of ``divisor``; returns (out, H, W).
+
+    Zero is the mean colour after normalisation, as in `sbcb.train.evaluate`; CamVid's 360 rows are not a
+    multiple of the ResNet's stride 32.
+    """
+    h, w = image.shape[-2:]
+    pad = (0, (-w) % divisor, 0, (-h) % divisor)
+    return fn(torch.nn.functional.pad(image, pad) if any(pad) else image), h, w
+
+
+@torch.no_grad()
+def sbd_scores(model: nn.Module, val_set: Any, *, num_classes: int, settings: Settings) -> tuple[float, list[float]]:
+    """SBD mean ODS F and per-class ODS F of the wrapper's fused SBD output (thin protocol, post-SEAL distance).
+
+    Args:
+        model: An `sbcb.SBCB` wrapper with a semantic head.
+        val_set: Samples with ``"image"`` [3, H, W] and packed ``"boundaries"``.
+        num_classes: K.
+        settings: ``sbd_thresholds`` is used.
+
+    Returns:
+        (mean ODS F, [K] ODS F), fractions.
+    """
+    from sbcb.metrics.sbd import SBDEvaluator
+    from sbcb.train.evaluate import dense_boundaries
+
+    evaluator = SBDEvaluator(num_classes, thresholds=settings.sbd_thresholds)
+    device = next(model.parameters()).device
+    model.eval()
+    for sample in val_set:
+        image = sample["image"][None].to(device).float()
+        outputs, h, w = padded_forward(model.forward_outputs, image)
+        fuse = outputs.sbd["fuse"].float()
+        size = (h + (-h) % 32, w + (-w) % 32)  # the padded input's size
+        if fuse.shape[-2:] != size:  # head_scale < 1
+            fuse = torch.nn.functional.interpolate(fuse, size=size, mode="bilinear", align_corners=False)
+        prob = torch.sigmoid(fuse[..., :h, :w])[0]
+        gt = dense_boundaries(sample["boundaries"][None], num_classes)[0]
+        evaluator.update(prob.cpu().numpy(), gt.bool().cpu().numpy())
+    res = evaluator.compute()
+    return float(res["mean_ods_f"]), [float(x) for x in res["ods_f"]]
 
 
 def run_grid(
