@@ -17,8 +17,9 @@ Usage::
     .venv/bin/python benchmarks/sbcb_camvid.py --root DIR --variants baseline fcn bbcb casenet
     .venv/bin/python benchmarks/sbcb_camvid.py --root DIR --quick
 
-Sizing: 500 iterations of batch 4 at 240x320 crops take about 35-40 min per run on one core of an idle 2-core
-machine; two runs train in parallel, so the default 6 runs take about 2 h (each added variant about 40 min more).
+Sizing: one training step (batch 4, 240x320, one thread) measured 2.3-2.8 CPU-s for the baseline and 2.8-3.1 for
+SBCB CASENet, so a run (500 steps + evaluation) is about 30 min of one core; two runs train in parallel, so the
+default 6 runs take about 1.5-2 h on an idle 2-core machine (each added variant about 45 min more).
 """
 
 from __future__ import annotations
