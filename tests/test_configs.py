@@ -75,12 +75,15 @@ def test_configs_exist_for_every_paper_recipe():
 def test_config_matches_the_paper_schedule(path):
     cfg = load(path)  # unknown keys or wrong types raise ConfigError
     assert cfg["batch_size"] == 8
-    assert (cfg["lr"], cfg["momentum"], cfg["weight_decay"]) == (0.01, 0.9, 5e-4)
     assert tuple(cfg["scale_range"]) == (0.5, 2.0)
     if "segformer" in path.stem:  # official SegFormer schedule: 768 crops, 80k, slide 768/512, poly 1.0 + warm-up
+        # AdamW lr 6e-5, wd 0.01, decoder and heads x10, no weight decay on norm layers
+        assert (cfg["optimizer"], cfg["lr"], cfg["weight_decay"]) == ("adamw", 6e-5, 0.01)
+        assert (cfg["head_lr_mult"], cfg["norm_decay"]) == (10.0, False)
         assert (tuple(cfg["crop"]), cfg["iters"], cfg["val_mode"]) == ((768, 768), 80_000, "slide")
         assert (cfg["poly_power"], cfg["warmup_iters"], tuple(cfg["val_stride"])) == (1.0, 1500, (512, 512))
         return
+    assert (cfg["lr"], cfg["momentum"], cfg["weight_decay"]) == (0.01, 0.9, 5e-4)
     assert (cfg["iters"], cfg["poly_power"], cfg["min_lr"], cfg["warmup_iters"]) == (40_000, 0.9, 1e-4, 0)
     if cfg["dataset"] == "cityscapes":
         assert (tuple(cfg["crop"]), cfg["val_mode"]) == ((512, 1024), "whole")
