@@ -103,3 +103,20 @@ def test_report_handles_nan():
     res = {"miou": 0.5, "aacc": 0.5, "iou": [0.5, math.nan], "bf3": 0.25, "bf_per_class": {"bf3": [0.5, np.nan]}}
     md = format_report(res)
     assert "| 1 | n/a | n/a |" in md
+
+
+def test_sbd_probabilities_pad_sizes_the_encoder_cannot_divide():
+    # smp encoders need /32 inputs: 72x100 fails unpadded. Padding to 96x128 and cropping back must give the
+    # same probabilities as running the padded image directly and cropping by hand (an independent reference).
+    smp = pytest.importorskip("segmentation_models_pytorch")
+    from sbcb import SBCB
+    from sbcb.train.evaluate import sbd_probabilities
+
+    torch.manual_seed(0)
+    net = SBCB(smp.FPN("resnet18", encoder_weights=None, encoder_depth=5, classes=3), num_classes=3).eval()
+    x = torch.randn(2, 3, 72, 100)
+    with torch.no_grad():
+        probs = sbd_probabilities(net, x)
+        reference = torch.sigmoid(net.forward_outputs(torch.nn.functional.pad(x, (0, 28, 0, 24))).sbd["fuse"])
+    assert probs.shape == (2, 3, 72, 100)
+    torch.testing.assert_close(probs, reference[..., :72, :100])

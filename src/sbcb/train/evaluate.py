@@ -161,18 +161,21 @@ def predict_logits(
     return probs / passes
 
 
-def sbd_probabilities(model: nn.Module, images: torch.Tensor) -> torch.Tensor | None:
+def sbd_probabilities(model: nn.Module, images: torch.Tensor, *, size_divisor: int = 32) -> torch.Tensor | None:
     """Sigmoid of the SBD head's ``fuse`` output [B, K, H, W] at the image size, or None without an SBD head.
 
-    Works on an `sbcb.SBCB` wrapper (its ``forward_outputs``); a stripped or baseline model gives None.
+    Works on an `sbcb.SBCB` wrapper (its ``forward_outputs``); a stripped or baseline model gives None. Images are
+    zero-padded to a multiple of `size_divisor` (as for the segmentation logits) and the output cropped back, so
+    sizes such as CamVid's 360x480 work with encoders that need /32 inputs.
     """
     fn = getattr(model, "forward_outputs", None)
     if fn is None or getattr(model, "head", None) is None:
         return None
-    fuse = fn(images).sbd["fuse"].float()
-    if fuse.shape[-2:] != images.shape[-2:]:  # head_scale < 1
-        fuse = F.interpolate(fuse, size=images.shape[-2:], mode="bilinear", align_corners=False)
-    return torch.sigmoid(fuse)
+    padded, (h, w) = _pad_to_multiple(images, size_divisor)
+    fuse = fn(padded).sbd["fuse"].float()
+    if fuse.shape[-2:] != padded.shape[-2:]:  # head_scale < 1
+        fuse = F.interpolate(fuse, size=padded.shape[-2:], mode="bilinear", align_corners=False)
+    return torch.sigmoid(fuse[..., :h, :w])
 
 
 def dense_boundaries(boundaries: torch.Tensor, num_classes: int) -> torch.Tensor:
