@@ -13,7 +13,7 @@ from sbcb.heads.side_layers import (
     check_output_size,
     fuse_sliced,
     init_weights,
-    make_side_layer,
+    make_side_layers,
 )
 
 
@@ -79,15 +79,15 @@ class CASENetHead(nn.Module):
         }
         n, k = len(channels), self.num_classes
         self.sides = nn.ModuleList(
-            make_side_layer(
-                c,
-                k if i == n - 1 else 1,
+            make_side_layers(
+                channels,
+                k,
                 side_layer=side_layer,
-                bias=last_bias if i == n - 1 else side_bias,
-                stride=None if strides is None else strides[i],
+                side_bias=side_bias,
+                last_bias=last_bias,
+                strides=strides,
                 original_norm=original_norm,
             )
-            for i, c in enumerate(channels)
         )
         # Kept as a real grouped conv so the state dict matches the official layer; forward never builds its input.
         self.fuse = nn.Conv2d(k * n, k, 1, groups=k, bias=fuse_bias)

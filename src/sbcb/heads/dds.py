@@ -14,7 +14,7 @@ from sbcb.heads.side_layers import (
     check_output_size,
     fuse_sliced,
     init_weights,
-    make_side_layer,
+    make_side_layers,
 )
 
 
@@ -72,20 +72,16 @@ class DDSHead(nn.Module):
             "init": init,
         }
         n, k = len(channels), self.num_classes
-        self.sides = nn.ModuleList(
-            SideBlock(
-                make_side_layer(
-                    c,
-                    k if i == n - 1 else 1,
-                    side_layer=side_layer,
-                    bias=last_bias if i == n - 1 else side_bias,
-                    stride=None if strides is None else strides[i],
-                    original_norm=original_norm,
-                ),
-                c,
-            )
-            for i, c in enumerate(channels)
+        side_layers = make_side_layers(
+            channels,
+            k,
+            side_layer=side_layer,
+            side_bias=side_bias,
+            last_bias=last_bias,
+            strides=strides,
+            original_norm=original_norm,
         )
+        self.sides = nn.ModuleList(SideBlock(layer, c) for layer, c in zip(side_layers, channels))
         self.fuse = nn.Conv2d(k * n, k, 1, groups=k, bias=fuse_bias)
         init_weights(self, init=init)
 

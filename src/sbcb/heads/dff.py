@@ -7,7 +7,14 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from sbcb.heads.side_layers import check_features, check_head_args, check_output_size, init_weights, make_side_layer
+from sbcb.heads.side_layers import (
+    check_features,
+    check_head_args,
+    check_output_size,
+    init_weights,
+    make_side_layer,
+    make_side_layers,
+)
 
 
 class AdaptiveWeightLearner(nn.Module):
@@ -97,15 +104,15 @@ class DFFHead(nn.Module):
         }
         n, k = len(channels), self.num_classes
         self.sides = nn.ModuleList(
-            make_side_layer(
-                c,
-                k if i == n - 1 else 1,
+            make_side_layers(
+                channels,
+                k,
                 side_layer=side_layer,
-                bias=last_bias if i == n - 1 else side_bias,
-                stride=None if strides is None else strides[i],
+                side_bias=side_bias,
+                last_bias=last_bias,
+                strides=strides,
                 original_norm=original_norm,
             )
-            for i, c in enumerate(channels)
         )
         self.weight_branch = make_side_layer(
             channels[-1],

@@ -14,6 +14,8 @@ Every layer works at any output size; `side_layer_output` resizes whatever a lay
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -202,6 +204,39 @@ def make_side_layer(
             raise ValueError("side_layer='original' needs the sides' strides: pass strides=[...] (one per side)")
         return OriginalSideLayer(in_channels, out_channels, stride=stride, bias=bias, norm=original_norm)
     raise ValueError(f"side_layer must be one of {SIDE_LAYERS}, got {side_layer!r}")
+
+
+def make_side_layers(
+    in_channels: Sequence[int],
+    num_classes: int,
+    *,
+    side_layer: str,
+    side_bias: bool,
+    last_bias: bool,
+    strides: Sequence[int] | None,
+    original_norm: bool,
+) -> list[nn.Module]:
+    """One side layer per side: sides 1..N-1 binary (1 channel), side N semantic (K channels).
+
+    Args:
+        in_channels: C_i of each side, side 1 first.
+        num_classes: K, the semantic side's output channels.
+        side_layer, strides, original_norm: As in `make_side_layer`.
+        side_bias: Bias of the binary sides' final conv.
+        last_bias: Bias of the semantic side's final conv.
+    """
+    n = len(in_channels)
+    return [
+        make_side_layer(
+            c,
+            num_classes if i == n - 1 else 1,
+            side_layer=side_layer,
+            bias=last_bias if i == n - 1 else side_bias,
+            stride=None if strides is None else strides[i],
+            original_norm=original_norm,
+        )
+        for i, c in enumerate(in_channels)
+    ]
 
 
 def check_head_args(
