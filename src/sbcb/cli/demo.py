@@ -20,7 +20,7 @@ from typing import Any
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "demo",
-        help="train a baseline and SBCB (CASENet) on synthetic streets and compare them (a few CPU minutes)",
+        help="train a baseline and SBCB (CASENet) on synthetic streets and compare them (about 15 min on 2 cores)",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
