@@ -424,6 +424,15 @@ def _settings_lines(settings: Settings) -> list[str]:
     return [f"{k}: {v}" for k, v in asdict(settings).items()]
 
 
+def write_results(results_dir: Any, stem: str, doc: Mapping[str, Any], markdown: str) -> None:
+    """Write ``{stem}.json`` (the runs and settings), ``{stem}.md`` (the tables) and ``{stem}.png`` (the plot)."""
+    import json
+
+    (results_dir / f"{stem}.json").write_text(json.dumps(doc, indent=1) + "\n")
+    (results_dir / f"{stem}.md").write_text(markdown)
+    plot_summary(results_dir / f"{stem}.png", doc["runs"], doc["variants"])
+
+
 def plot_summary(path: str | os.PathLike, runs: Sequence[Mapping[str, Any]], variants: Sequence[str]) -> None:
     """A small PNG: per variant, each run's mIoU and BF at 3 px as dots, the mean as a bar."""
     import matplotlib

@@ -251,9 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         "summary": summary,
         "environment": P.environment(),
     }
-    (RESULTS / f"{stem}.json").write_text(json.dumps(doc, indent=1) + "\n")
-    (RESULTS / f"{stem}.md").write_text(md)
-    P.plot_summary(RESULTS / f"{stem}.png", runs, variants)
+    P.write_results(RESULTS, stem, doc, md)
     print(md)
     return 0
 
