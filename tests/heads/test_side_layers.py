@@ -88,3 +88,29 @@ def test_init_sets_bn_and_biases():
     assert torch.equal(layer.conv.bias, torch.zeros(4))
     with pytest.raises(ValueError, match="init must be one of"):
         init_weights(layer, init="xavier")
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_binary_sides_one_grouped_conv_equals_each_side_alone(bias):
+    # The merged path (one grouped 3x3 conv over the stacked resized maps) must give the per-side values and
+    # gradients; a mixed list (one original side layer) takes the per-side path.
+    from sbcb.heads.side_layers import binary_sides
+
+    torch.manual_seed(0)
+    sides = [SideLayer(c, 1, bias=bias) for c in (3, 5, 7)]
+    for s in sides:
+        if bias:
+            torch.nn.init.normal_(s.conv.bias)
+    feats = [torch.randn(2, c, 12 // r, 20 // r, requires_grad=True) for c, r in zip((3, 5, 7), (1, 2, 4))]
+    merged = binary_sides(sides, feats, (12, 20))
+    alone = torch.cat([s(f, (12, 20)) for s, f in zip(sides, feats)], dim=1)
+    assert merged.shape == (2, 3, 12, 20)
+    torch.testing.assert_close(merged, alone)
+    g = torch.randn_like(alone)
+    grads_merged = torch.autograd.grad(merged, feats + [s.conv.weight for s in sides], g)
+    grads_alone = torch.autograd.grad(alone, feats + [s.conv.weight for s in sides], g)
+    for a, b in zip(grads_merged, grads_alone):
+        torch.testing.assert_close(a, b)
+    mixed = [sides[0], OriginalSideLayer(5, 1, stride=2)]
+    out = binary_sides(mixed, feats[:2], (12, 20))
+    torch.testing.assert_close(out[:, 1:], mixed[1](feats[1], (12, 20)))

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from torch import Tensor, nn
 
 from sbcb.heads.side_layers import (
+    binary_sides,
     check_features,
     check_head_args,
     check_output_size,
@@ -105,7 +105,7 @@ class CASENetHead(nn.Module):
         """
         check_features(features, self.in_channels, type(self).__name__)
         size = check_output_size(output_size)
-        binary = torch.cat([side(f, size) for side, f in zip(self.sides[:-1], features[:-1])], dim=1)
+        binary = binary_sides(self.sides[:-1], features[:-1], size)
         last = self.sides[-1](features[-1], size)
         fuse = fuse_sliced(last, binary, self.fuse.weight, self.fuse.bias)
         return {"fuse": fuse, "last": last}

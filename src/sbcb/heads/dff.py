@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from sbcb.heads.side_layers import (
+    binary_sides,
     check_features,
     check_head_args,
     check_output_size,
@@ -138,7 +139,7 @@ class DFFHead(nn.Module):
         check_features(features, self.in_channels, type(self).__name__)
         size = check_output_size(output_size)
         n, k = len(self.in_channels), self.num_classes
-        binary = torch.cat([side(f, size) for side, f in zip(self.sides[:-1], features[:-1])], dim=1)  # [B,N-1,H,W]
+        binary = binary_sides(self.sides[:-1], features[:-1], size)  # [B,N-1,H,W]
         last = self.sides[-1](features[-1], size)  # [B, K, H, W]
         weights = self.awl(self.weight_branch(features[-1], size))
         weights = weights.reshape(weights.shape[0], k, n, *size)  # channel k*N + j -> [:, k, j]

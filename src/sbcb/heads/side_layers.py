@@ -84,13 +84,21 @@ class SideLayer(nn.Module):
         # A full C_out -> C_out conv (it mixes classes), not a depthwise one: matches the official parameter count.
         self.conv = nn.Conv2d(out_channels, out_channels, 3, bias=bias)
 
-    def forward(self, x: Tensor, output_size: tuple[int, int]) -> Tensor:
-        """Map ``[B, C_in, h, w]`` to logits ``[B, C_out, H, W]`` with ``(H, W) = output_size``."""
+    def resized(self, x: Tensor, output_size: tuple[int, int]) -> Tensor:
+        """The part before the 3x3 conv: ``[B, C_in, h, w]`` to ``[B, C_out, H, W]`` (1x1 + BN + ReLU, resize)."""
         # 1x1 first, at the feature's own resolution: only C_out channels are upsampled.
         x = F.relu(self.norm(self.reduce(x)))
+        if x.device.type == "cpu":
+            # oneDNN's full-resolution 3x3 conv on few channels runs faster on NHWC; converting the small tensor
+            # before the resize makes the resize write NHWC directly (benchmarks/wrapper_overhead.py).
+            x = x.contiguous(memory_format=torch.channels_last)
         if tuple(x.shape[-2:]) != tuple(output_size):
             x = F.interpolate(x, size=output_size, mode="bilinear", align_corners=False)
-        return self.conv(self.pad(x))
+        return x
+
+    def forward(self, x: Tensor, output_size: tuple[int, int]) -> Tensor:
+        """Map ``[B, C_in, h, w]`` to logits ``[B, C_out, H, W]`` with ``(H, W) = output_size``."""
+        return self.conv(self.pad(self.resized(x, output_size)))
 
 
 class OriginalSideLayer(nn.Module):
@@ -176,6 +184,29 @@ class SideBlock(nn.Module):
     def forward(self, x: Tensor, output_size: tuple[int, int]) -> Tensor:
         """Map ``[B, C_in, h, w]`` to logits ``[B, C_out, H, W]``."""
         return self.side(self.blocks(x), output_size)
+
+
+def binary_sides(sides: Sequence[nn.Module], features: Sequence[Tensor], output_size: tuple[int, int]) -> Tensor:
+    """Logits of the binary sides 1..N-1 stacked along channels: ``[B, N-1, H, W]``.
+
+    Same values as ``torch.cat([side(f, output_size) ...], dim=1)``. When every side is a 1-channel `SideLayer`,
+    their 3x3 convs run as one grouped conv over the stacked resized maps: one full-resolution conv call (and one
+    backward) instead of N-1, which the stack for the fuse needs anyway.
+
+    Args:
+        sides: The N-1 binary side layers (``C_out = 1``).
+        features: Their features, ``[B, C_i, h_i, w_i]``.
+        output_size: ``(H, W)`` in pixels.
+    """
+    if not all(type(s) is SideLayer and s.conv.out_channels == 1 for s in sides):
+        return torch.cat([side(f, output_size) for side, f in zip(sides, features)], dim=1)
+    x = torch.cat([side.resized(f, output_size) for side, f in zip(sides, features)], dim=1)
+    if x.device.type == "cpu":
+        x = x.contiguous(memory_format=torch.channels_last)  # as in SideLayer.resized
+    weight = torch.cat([side.conv.weight for side in sides])  # [N-1, 1, 3, 3]
+    biases = [side.conv.bias for side in sides]
+    bias = None if any(b is None for b in biases) else torch.cat(biases)
+    return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), weight, bias, groups=len(sides))
 
 
 def make_side_layer(
