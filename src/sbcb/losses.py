@@ -56,48 +56,43 @@ def resize_boundaries(boundaries: Tensor, size: tuple[int, int]) -> Tensor:
 
 
 class _PosWeightedBCESum(torch.autograd.Function):
-    """Per-image sum of BCE-with-logits with a per-(image, class) positive weight and an optional multiplier.
+    """Per-image sum of BCE-with-logits with a per-positive weight and an optional multiplier.
 
     Element loss: ``m * ((1 - y) * softplus(x) + y * w * softplus(-x))``; forward returns ``[B]`` sums. It is the
     same function as ``F.binary_cross_entropy_with_logits(x, y, pos_weight=w, reduction="none")`` summed, but
-    boundaries are sparse (a few % of the K*H*W elements), so the positive terms are gathered at their indices and
-    the dense work is one softplus pass forward and one sigmoid pass backward, instead of the composite's dozen
-    full-size temporaries. The gradient is ``m * sigmoid(x)`` at negatives and ``m * w * (sigmoid(x) - 1)`` at
+    boundaries are sparse (a few % of the K*H*W elements), so the positives come as indices and their terms are
+    gathered: the dense work is one softplus pass forward and one sigmoid pass backward, instead of the composite's
+    dozen full-size temporaries. The gradient is ``m * sigmoid(x)`` at negatives and ``m * w * (sigmoid(x) - 1)`` at
     positives.
     """
 
     @staticmethod
-    def forward(ctx, x: Tensor, y: Tensor, w: Tensor, multiplier: Tensor | None) -> Tensor:
-        # x: [B, K, H, W] float; y: same shape bool; w: [B, K]; multiplier: broadcastable to x, or None
+    def forward(ctx, x: Tensor, positives: tuple[Tensor, ...], wp: Tensor, multiplier: Tensor | None) -> Tensor:
+        # x: [B, K, H, W] float, any memory layout; positives: the 4 index vectors of y's nonzeros; wp: the pos
+        # weight of each positive [P]; multiplier: broadcastable to x, or None.
         dense = F.softplus(x)
         if multiplier is not None:
             dense = dense * multiplier
         total = dense.sum(dim=(1, 2, 3))
         del dense
-        b, c, i, j = y.nonzero(as_tuple=True)  # index-based, so any memory layout of x works (NHWC on the CPU)
-        xp = x[b, c, i, j]
-        wp = w[b, c]
-        mp = None if multiplier is None else multiplier.expand_as(x)[b, c, i, j]
+        xp = x[positives]
+        mp = None if multiplier is None else multiplier.expand_as(x)[positives]
         term = wp * F.softplus(-xp) - F.softplus(xp)  # swaps the negative term `total` counted for a positive one
-        total = total.index_add(0, b, term if mp is None else term * mp)
-        ctx.save_for_backward(x, wp, multiplier, mp, b, c, i, j)
+        total = total.index_add(0, positives[0], term if mp is None else term * mp)
+        ctx.save_for_backward(x, wp, multiplier, mp, *positives)
         return total
 
     @staticmethod
     def backward(ctx, grad_total: Tensor):
-        x, wp, multiplier, mp, *pos = ctx.saved_tensors
+        x, wp, multiplier, mp, *positives = ctx.saved_tensors
+        positives = tuple(positives)
         grad = torch.sigmoid(x).mul_(grad_total.view(-1, 1, 1, 1))
         if multiplier is not None:
             grad.mul_(multiplier)
-        g = grad_total[pos[0]] if mp is None else grad_total[pos[0]] * mp
+        g = grad_total[positives[0]] if mp is None else grad_total[positives[0]] * mp
         # at a positive grad holds m*g*sigmoid(x); the wanted m*g*w*(sigmoid(x) - 1) is w * (that - m*g)
-        grad[tuple(pos)] = wp * (grad[tuple(pos)] - g)
+        grad[positives] = wp * (grad[positives] - g)
         return grad, None, None, None
-
-
-def _pos_weighted_bce_sum(x: Tensor, y: Tensor, w: Tensor, multiplier: Tensor | None) -> Tensor:
-    """``[B]`` per-image sums of the pos-weighted BCE; see `_PosWeightedBCESum`."""
-    return _PosWeightedBCESum.apply(x, y, w, multiplier)
 
 
 class MultiLabelEdgeLoss(nn.Module):
@@ -157,28 +152,33 @@ class MultiLabelEdgeLoss(nn.Module):
         y = target if target.dtype == torch.bool else target != 0
         if ignore_mask is None:
             valid = None
-            pixels = torch.full((bsz, 1, 1, 1), float(h * w), device=x.device)
+            pixels = torch.full((bsz, 1), float(h * w), device=x.device)
         else:
             if ignore_mask.shape != (bsz, h, w):
                 raise ValueError(f"ignore_mask must be [B, H, W] = {[bsz, h, w]}, got {list(ignore_mask.shape)}")
             valid = (~ignore_mask.bool()).unsqueeze(1)  # [B, 1, H, W]
             y = y & valid
-            pixels = valid.sum(dim=(2, 3), keepdim=True).float()  # [B, 1, 1, 1]
+            pixels = valid.reshape(bsz, -1).sum(dim=1, dtype=torch.int32).float().view(bsz, 1)  # T_b
+        # Boundaries are sparse: their indices serve the counts below (bincount, not a sum over a full bool tensor)
+        # and the loss itself.
+        positives = y.nonzero(as_tuple=True)
+        b, c = positives[0], positives[1]
         if self.pos_weight == "image":
-            positives = y.sum(dim=(1, 2, 3), keepdim=True).float()  # [B, 1, 1, 1]
+            counts = torch.bincount(b, minlength=bsz).view(bsz, 1).float()  # P_b over all channels
         else:
-            positives = y.sum(dim=(2, 3), keepdim=True).float()  # [B, K, 1, 1]
+            counts = torch.bincount(b * k + c, minlength=bsz * k).view(bsz, k).float()  # P_bc
         # clamp((T - P) / P, 1, T): P = 0 means +inf, hence T; P > T (multi-label overlap) gives < 1, hence 1.
-        ratio = torch.where(positives > 0, (pixels - positives) / positives.clamp(min=1.0), float("inf"))
-        weight = torch.minimum(ratio.clamp(min=1.0), pixels)
+        ratio = torch.where(counts > 0, (pixels - counts) / counts.clamp(min=1.0), float("inf"))
+        weight = torch.minimum(ratio.clamp(min=1.0), pixels)  # [B, 1] or [B, K]
         if self.pos_weight == "class":
             weight = weight / self.class_sensitivity
+        wp = weight[b, 0] if self.pos_weight == "image" else weight[b, c]
         multiplier = None
         if self.class_weights is not None:
             multiplier = torch.tensor(self.class_weights, dtype=x.dtype, device=x.device).view(1, k, 1, 1)
         if valid is not None:
-            multiplier = valid.float() if multiplier is None else multiplier * valid
-        per_image = _pos_weighted_bce_sum(x, y, weight.view(bsz, -1).expand(bsz, k), multiplier)
+            multiplier = valid.to(x.dtype) if multiplier is None else multiplier * valid
+        per_image = _PosWeightedBCESum.apply(x, positives, wp.to(x.dtype), multiplier)
         return (per_image / (k * pixels.view(bsz)).clamp(min=1.0)).mean()
 
 
