@@ -229,6 +229,23 @@ def test_on_the_fly_gt_equals_given_gt():
     assert all(torch.equal(otf[k], given[k]) for k in otf)
 
 
+def test_on_the_fly_gt_on_the_cpu_equals_the_torch_twin_with_instances():
+    # On the CPU boundary_targets uses the numpy/numba scan; it must give the max-pool twin's bands exactly.
+    from sbcb.boundaries import mask_to_boundaries_torch
+
+    torch.manual_seed(1)
+    net = SBCB(TinySeg(), num_classes=K, sides=SIDES, probe_size=(64, 64), radius=1.5)
+    mask = torch.randint(0, K, (3, 4, 5)).repeat_interleave(6, 1).repeat_interleave(6, 2)  # 24x30 blocks
+    mask[0, :3] = 255
+    mask[1, 5:9, 5:9] = K + 3  # a non-class id: forms bands, is no class
+    inst = torch.randint(0, 3, (3, 24, 30))
+    for instances in (None, inst):
+        expected = mask_to_boundaries_torch(mask, K, radius=1.5, ignore_index=255, instance_mask=instances)
+        got = net.boundary_targets(mask, instance_mask=instances)
+        assert got.dtype == torch.bool and got.device == mask.device
+        assert expected.any() and torch.equal(got, expected)
+
+
 def test_default_side_rule():
     five = [FeatureInfo(c, r, f"l{i}") for i, (c, r) in enumerate(zip([64, 256, 512, 1024, 2048], [2, 4, 8, 8, 8]))]
     assert [i.module for i in default_sides(five)] == ["l0", "l1", "l2", "l4"]  # paper's 1+2+3+5
