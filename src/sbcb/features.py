@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -232,8 +233,16 @@ def probe_features(
         info = dataclasses.replace(info, concat_branches=concat)
         f = feature_to_nchw(out, dataclasses.replace(info, index=None, channels_last=False))
         channels_last = info.channels_last
-        if info.num_chs and not channels_last and f.shape[1] != info.num_chs and f.shape[-1] == info.num_chs:
-            channels_last = True  # NHWC output (timm Swin-style stages)
+        if info.num_chs and not channels_last and f.shape[-1] == info.num_chs:
+            if f.shape[1] != info.num_chs:
+                channels_last = True  # NHWC output (timm Swin-style stages)
+            elif f.shape[-2] == f.shape[-1]:  # [B, C, h, h] and [B, h, h, C] look alike when h == C
+                warnings.warn(
+                    f"tap {info.name}: shape {tuple(f.shape)} reads as NCHW or NHWC ({info.num_chs} channels, "
+                    "square map); assuming NCHW. Give a FeatureInfo with channels_last=True if it is NHWC, or "
+                    "probe at a size where the map's width differs from its channels.",
+                    stacklevel=2,
+                )
         if channels_last:
             f = f.permute(0, 3, 1, 2)
         if info.num_chs and f.shape[1] != info.num_chs:

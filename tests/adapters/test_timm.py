@@ -129,3 +129,44 @@ def test_hrnet_stages_resized_and_concatenated(name):
         "backbone.stage4",
     ]
     assert all(i.concat_branches for i in net.side_infos[1:])
+
+
+class SwinSeg(nn.Module):
+    """A user's segmentor around a tiny timm Swin `features_only` backbone, whose levels are NHWC."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        tiny = {"img_size": 64, "window_size": 4, "embed_dim": 16, "depths": (1, 1, 1, 1), "num_heads": (1, 1, 1, 1)}
+        self.backbone = timm.create_model("swin_tiny_patch4_window7_224", pretrained=False, features_only=True, **tiny)
+        self.classifier = nn.Conv2d(self.backbone.feature_info.channels()[-1], K, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.classifier(self.backbone(x)[-1].permute(0, 3, 1, 2))
+        return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def test_swin_nhwc_levels_are_permuted_even_when_channels_equal_the_width():
+    # At 64x64 the first Swin level is [B, 16, 16, 16] (NHWC, 16 channels): its shape alone reads as NCHW too.
+    # timm's output_fmt says NHWC, so every side must be the backbone's output permuted to [B, C, h, w].
+    net = check_wrapped(SwinSeg, [(16, 4), (32, 8), (64, 16), (128, 32)])
+    assert all(i.channels_last for i in net.side_infos)
+    x = torch.randn(2, 3, 64, 64)
+    model = net.model.eval()
+    with torch.no_grad():
+        expected = [f.permute(0, 3, 1, 2) for f in model.backbone(x)]
+        got = net.eval().extract_features(x)
+    for f, e in zip(got, expected):
+        assert torch.equal(f, e)
+
+
+def test_probe_warns_when_a_square_level_cannot_be_told_nchw_or_nhwc():
+    from sbcb.features import FeatureInfo, probe_features
+
+    class SquareNHWC(nn.Module):
+        def forward(self, x):  # [B, 8, 8, 8] from a 32x32 input: channels == width
+            return F.avg_pool2d(x.repeat(1, 3, 1, 1)[:, :8], 4).permute(0, 2, 3, 1)
+
+    with pytest.warns(UserWarning, match="channels_last=True"):
+        probe_features(SquareNHWC(), [FeatureInfo(8, 0, "")], input_size=(32, 32))
+    declared = probe_features(SquareNHWC(), [FeatureInfo(8, 0, "", channels_last=True)], input_size=(32, 32))
+    assert declared[0].channels_last and declared[0].reduction == 4

@@ -58,13 +58,19 @@ def timm_levels(module: nn.Module, *, prefix: str = "", hrnet_stem: str = "1/4")
         stages = [FeatureInfo(0, 4, _join(prefix, f"stage{i}"), concat_branches=True) for i in (2, 3, 4)]
         return [stem, *stages]
     info: Any = module.feature_info
+    # timm declares NHWC levels (Swin, ...) with `output_fmt`; a probe cannot always tell (when channels == width)
+    fmt = getattr(module, "output_fmt", "NCHW")
+    nhwc = str(getattr(fmt, "value", fmt)) == "NHWC"
     if callable(getattr(info, "channels", None)):
         # features_only network: its forward returns the list of levels itself.
         return [
-            FeatureInfo(int(c), int(r), prefix, index=i)
+            FeatureInfo(int(c), int(r), prefix, index=i, channels_last=nhwc)
             for i, (c, r) in enumerate(zip(info.channels(), info.reduction()))
         ]
-    return [FeatureInfo(int(d["num_chs"]), int(d["reduction"]), _join(prefix, d["module"])) for d in info]
+    return [
+        FeatureInfo(int(d["num_chs"]), int(d["reduction"]), _join(prefix, d["module"]), channels_last=nhwc)
+        for d in info
+    ]
 
 
 def timm_features_only(name: str, **kwargs: Any) -> nn.Module:
