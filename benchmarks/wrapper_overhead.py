@@ -10,7 +10,8 @@ step measured in the same repetition.
 SBCB variants:
 - `taps_only`: the forward hooks around the user's forward and the baseline loss, no head (the cost of tapping).
 - `sbcb_gt_given`: boundary GT precomputed (as a DataLoader worker does), passed as a bool tensor.
-- `sbcb_gt_on_device`: GT generated inside `loss()` on the training device (here the CPU) from the mask.
+- `sbcb_gt_on_device`: GT generated inside `loss()` on the training device from the mask (on the CPU by the exact
+  numba/OpenCV scan of `sbcb.boundaries`; the table also times the torch twin that GPU masks use).
 - `sbcb_half_gt_given`: SBD outputs at half resolution (`head_scale=0.5`), GT precomputed.
 
 Results go to benchmarks/results/wrapper_overhead[_quick].json and .md.
@@ -118,7 +119,7 @@ def bench_encoder(encoder: str, *, size: tuple[int, int], batch: int, reps: int,
             t = timed(fn, model, x, mask, bnd)
             if rep >= warmup:
                 times[name].append(t)
-    # GT generation alone, on the device, interleaved the same way
+    # GT generation alone by the torch twin (the path of GPU masks; CPU masks take the numba scan in loss())
     from sbcb.boundaries import mask_to_boundaries_torch
 
     gt_times = [timed(mask_to_boundaries_torch, mask, K)[1] for _ in range(max(3, reps // 2))]
@@ -210,7 +211,7 @@ def main() -> None:
             lines.append(f"| {run['encoder']} | {name} | {c:.3f} | {rc:.3f} | {w:.3f} | {rw:.3f} |")
     lines += [
         "",
-        "| encoder | GT on device, CPU (s) | inference CPU baseline / stripped (s) | ratio CPU | ratio wall "
+        "| encoder | GT by the torch twin (GPU path), CPU (s) | inference CPU baseline / stripped (s) | ratio CPU | ratio wall "
         "| params equal, outputs equal |",
         "|---|---|---|---|---|---|",
     ]
