@@ -1,4 +1,8 @@
-"""Run by tests/train/test_ddp.py under torchrun: a short DDP training run with validation on the tiny model."""
+"""Run by tests/train/test_ddp.py under torchrun: a short DDP training run with validation on the tiny model.
+
+Usage: ddp_script.py OUT_DIR [sbcb]; with ``sbcb`` the tiny model is wrapped in `sbcb.SBCB` (CASENet head on two
+taps), so the wrapper's hooks, head and loss run under DistributedDataParallel.
+"""
 
 import json
 import sys
@@ -14,8 +18,14 @@ from sbcb.train.loop import TrainSettings, train  # noqa: E402
 
 out = Path(sys.argv[1])
 info = D.init_distributed(device="cpu")
+wrapped = len(sys.argv) > 2 and sys.argv[2] == "sbcb"
 torch.manual_seed(123)
 model = Tiny()
+if wrapped:
+    from sbcb.wrapper import SBCB
+
+    model = SBCB(model, num_classes=3, sides=["body.0", "body.2"], probe_size=(16, 16))
+    head_before = [p.detach().clone() for p in model.head.parameters()]
 settings = TrainSettings(iters=4, batch_size=4, lr=0.05, ckpt_every=4, val_every=4, workers=0, seed=7)
 result = train(
     model,
@@ -32,6 +42,14 @@ checksum = float(sum(p.double().sum() for p in model.parameters()))
 sums = D.all_gather_object(checksum)
 if info.is_main:
     (out / "ddp_result.json").write_text(
-        json.dumps({"world": info.world_size, "checksums": sums, "val": {k: v for k, v in result.val_metrics.items()}})
+        json.dumps(
+            {
+                "world": info.world_size,
+                "checksums": sums,
+                "val": {k: v for k, v in result.val_metrics.items()},
+                "head_changed": bool(wrapped)
+                and any(not torch.equal(a, b) for a, b in zip(head_before, model.head.parameters())),
+            }
+        )
     )
 D.cleanup_distributed()

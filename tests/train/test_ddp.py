@@ -60,6 +60,23 @@ def test_two_processes_match_one(tmp_path):
 
 @pytest.mark.ddp
 @pytest.mark.slow
+def test_sbcb_wrapper_under_ddp_keeps_ranks_identical(tmp_path):
+    # The wrapper's forward hooks, SBD head and loss under DistributedDataParallel (gloo): every parameter, the
+    # head's included, must stay identical on both ranks, and the head must have been trained (its gradients
+    # reached the all-reduce).
+    port = _free_port()
+    args = ["--nproc_per_node=2", "--master_addr=127.0.0.1", f"--master_port={port}", SCRIPT, str(tmp_path), "sbcb"]
+    proc = _torchrun(args)
+    out, _ = proc.communicate(timeout=240)
+    assert proc.returncode == 0, out[-3000:]
+    res = json.loads((tmp_path / "ddp_result.json").read_text())
+    assert res["world"] == 2 and len(set(res["checksums"])) == 1
+    assert res["head_changed"]
+    assert 0.0 <= res["val"]["miou"] <= 1.0
+
+
+@pytest.mark.ddp
+@pytest.mark.slow
 def test_two_nodes_on_localhost(tmp_path):
     port = _free_port()
     common = ["--nnodes=2", "--nproc_per_node=1", "--master_addr=127.0.0.1", f"--master_port={port}"]
