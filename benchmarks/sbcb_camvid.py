@@ -160,6 +160,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=2, help="runs trained in parallel processes (default 2)")
     p.add_argument("--threads", type=int, help="torch threads per worker (default 1)")
     p.add_argument("--fresh", action="store_true", help="ignore finished runs in the .partial.jsonl file")
+    p.add_argument("--name", help="results file stem (default sbcb_camvid or sbcb_camvid_quick)")
     return p.parse_args(argv)
 
 
@@ -182,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     n_train, n_val = (16, 8) if quick else (None, None)
     variants = args.variants or ["baseline", "casenet"]
     seeds = args.seeds if args.seeds is not None else ([0, 1] if quick else [0, 1, 2])
-    stem = "sbcb_camvid_quick" if quick else "sbcb_camvid"
+    stem = args.name or ("sbcb_camvid_quick" if quick else "sbcb_camvid")
     command = "python benchmarks/sbcb_camvid.py " + " ".join(argv if argv is not None else sys.argv[1:])
     dataset = {"name": "camvid", "train_samples": n_train or 367, "val_samples": n_val or 101, "eval_size": [360, 480]}
     config = {"settings": asdict(settings), "dataset": dataset, "weights": args.weights}

@@ -211,8 +211,8 @@ def main() -> None:
             lines.append(f"| {run['encoder']} | {name} | {c:.3f} | {rc:.3f} | {w:.3f} | {rw:.3f} |")
     lines += [
         "",
-        "| encoder | GT by the torch twin (GPU path), CPU (s) | inference CPU baseline / stripped (s) | ratio CPU | ratio wall "
-        "| params equal, outputs equal |",
+        "| encoder | GT by the torch twin (GPU path), CPU (s) | inference CPU baseline / stripped (s) | ratio CPU "
+        "| ratio wall | params equal, outputs equal |",
         "|---|---|---|---|---|---|",
     ]
     for run in results["runs"]:
