@@ -32,7 +32,8 @@ class FeatureInfo:
         reduction: Input size / feature size (the stride), e.g. 2 for the ResNet stem (0 = not measured yet).
         module: Dotted name of the submodule whose forward output carries the feature (`""` = the model itself).
         index: Entry of that output to take when it is a list, tuple or dict; `None` = the output itself.
-        channels_last: The tensor is NHWC (e.g. timm Swin stages) and is permuted to NCHW.
+        channels_last: The tensor is NHWC (e.g. timm Swin stages) and is permuted to NCHW. `None` = not declared:
+            the probe decides from the shape (NHWC when the last dimension, not the second, equals `num_chs`).
         concat_branches: The output is a list of multi-resolution branches (HRNet stages): every branch is
             bilinearly resized to the first branch's size and the branches are concatenated on channels.
     """
@@ -41,7 +42,7 @@ class FeatureInfo:
     reduction: int
     module: str
     index: int | str | None = None
-    channels_last: bool = False
+    channels_last: bool | None = None
     concat_branches: bool = False
 
     @property
@@ -195,8 +196,9 @@ def probe_features(
     """Measure channels, strides and layout of the taps with one dry-run forward.
 
     The model runs in eval mode under `no_grad` (so BatchNorm statistics are untouched) and its train/eval flags are
-    restored afterwards. An entry whose `num_chs` is set is checked against the measurement; an NHWC tensor is
-    recognised when its last dimension, not its second, equals `num_chs`.
+    restored afterwards. An entry whose `num_chs` is set is checked against the measurement. The layout is the
+    declared `channels_last` when given; otherwise an NHWC tensor is recognised when its last dimension, not its
+    second, equals `num_chs` (with a warning when a square map's width also equals it).
 
     Args:
         model: The unmodified model.
@@ -233,7 +235,7 @@ def probe_features(
         info = dataclasses.replace(info, concat_branches=concat)
         f = feature_to_nchw(out, dataclasses.replace(info, index=None, channels_last=False))
         channels_last = info.channels_last
-        if info.num_chs and not channels_last and f.shape[-1] == info.num_chs:
+        if info.num_chs and channels_last is None and f.shape[-1] == info.num_chs:
             if f.shape[1] != info.num_chs:
                 channels_last = True  # NHWC output (timm Swin-style stages)
             elif f.shape[-2] == f.shape[-1]:  # [B, C, h, h] and [B, h, h, C] look alike when h == C
@@ -243,6 +245,7 @@ def probe_features(
                     "probe at a size where the map's width differs from its channels.",
                     stacklevel=2,
                 )
+        channels_last = bool(channels_last)
         if channels_last:
             f = f.permute(0, 3, 1, 2)
         if info.num_chs and f.shape[1] != info.num_chs:

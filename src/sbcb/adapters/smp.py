@@ -46,7 +46,7 @@ def smp_levels(module: nn.Module, *, prefix: str = "", hrnet_stem: str = "1/4") 
         return timm_levels(inner, prefix=f"{enc_name}.model" if enc_name else "model", hrnet_stem=hrnet_stem)
     output_stride = int(getattr(encoder, "output_stride", 0) or 2 ** (len(encoder.out_channels) - 1))
     return [
-        FeatureInfo(int(c), min(2**i, output_stride), enc_name, index=i)
+        FeatureInfo(int(c), min(2**i, output_stride), enc_name, index=i, channels_last=False)  # smp encoders: NCHW
         for i, c in enumerate(encoder.out_channels)
         if i > 0 and c > 0
     ]
