@@ -13,15 +13,6 @@ timm = pytest.importorskip("timm")
 torchvision = pytest.importorskip("torchvision")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine OpenMP spin-waiting makes 2 threads many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 RESNET_LEVELS = ["relu", "layer1", "layer2", "layer3", "layer4"]
 # Tab. 7 / spec §5.3: side strides (stem, layer1..layer4)
 TAB7 = {"classification": [2, 4, 8, 16, 32], "segmentation": [2, 4, 8, 8, 8], "hed": [1, 2, 4, 8, 8]}
@@ -40,7 +31,7 @@ def test_timm_resnet_variants(variant, tmp_path):
     resnet_variant(model, variant)
     assert _count(model) == n
     load_weights(model, tmp_path / "r18.pth")  # strict: every key and shape fits
-    infos = [FeatureInfo(c, 0, "", index=i) for i, c in enumerate(model.feature_info.channels())]
+    infos = [FeatureInfo(c, 0, "", index=i, channels_last=False) for i, c in enumerate(model.feature_info.channels())]
     assert [i.reduction for i in probe_features(model, infos, input_size=(64, 64))] == TAB7[variant]
 
 
@@ -79,7 +70,7 @@ def test_mod_convnext_and_mit():
     mod_convnext(model)
     assert _count(model) == n
     model.load_state_dict(state, strict=True)
-    infos = [FeatureInfo(c, 0, "", index=i) for i, c in enumerate(model.feature_info.channels())]
+    infos = [FeatureInfo(c, 0, "", index=i, channels_last=False) for i, c in enumerate(model.feature_info.channels())]
     assert [i.reduction for i in probe_features(model, infos, input_size=(64, 64))] == [2, 4, 8, 16]
     with pytest.raises(ValueError, match="not 4"):
         mod_convnext(model)  # already applied

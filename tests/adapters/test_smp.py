@@ -9,15 +9,6 @@ from wrap_checks import K, check_wrapped
 smp = pytest.importorskip("segmentation_models_pytorch")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine OpenMP spin-waiting makes 2 threads many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _declared(model, levels: list[int]) -> list[tuple[int, int]]:
     """(channels, stride) of the chosen encoder entries, from smp's own `out_channels` / `output_stride`.
 

@@ -11,15 +11,6 @@ from wrap_checks import K, check_wrapped
 timm = pytest.importorskip("timm")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine OpenMP spin-waiting makes 2 threads many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class FeaturesOnlySeg(nn.Module):
     """A user's segmentor around a timm `features_only` backbone: 1x1 classifier on the last level, upsampled."""
 

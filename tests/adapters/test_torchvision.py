@@ -3,20 +3,10 @@
 from __future__ import annotations
 
 import pytest
-import torch
 from wrap_checks import K, check_wrapped
 
 torchvision = pytest.importorskip("torchvision")
 from torchvision.models import segmentation as tvseg  # noqa: E402
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine OpenMP spin-waiting makes 2 threads many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def tiny_fcn_resnet18():
