@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sbcb.contract import HasAuxiliaryHeads
 from sbcb.features import FeatureInfo, FeatureTaps, default_sides, probe_features, resolve_module
 
 
@@ -34,11 +35,13 @@ class SBCBOutput(NamedTuple):
         sbd: SBD head logits, each [B, K or 1, h, w] with (h, w) = head_scale * (H, W): `fuse`, `last` (CASENet,
             DFF) or `fuse`, `side1..sideN` (DDS).
         aux: FCN auxiliary logits [B, K, h_aux, w_aux] at the tapped feature's resolution, or None.
+        model_aux: The wrapped model's own auxiliary outputs (`sbcb.contract.HasAuxiliaryHeads`), else empty.
     """
 
     seg: Tensor
     sbd: dict[str, Tensor]
     aux: Tensor | None
+    model_aux: dict[str, Tensor] = {}
 
 
 class SBCB(nn.Module):
@@ -144,7 +147,8 @@ class SBCB(nn.Module):
 
         if sides is None:
             assert spec is not None
-            side_infos = default_sides(spec.levels, all_levels=head == "dds")
+            declared = spec.family == "declared"  # the model's own choice of sides (sbcb.contract.DeclaresSides)
+            side_infos = spec.levels if declared else default_sides(spec.levels, all_levels=head == "dds")
         else:
             side_infos = probe_features(model, [self._named_tap(s, spec) for s in sides], **probe)
         if len(side_infos) < 2:
@@ -226,14 +230,18 @@ class SBCB(nn.Module):
         """
         if images.ndim != 4:
             raise ValueError(f"images must be [B, C, H, W], got shape {tuple(images.shape)}")
+        model_aux: dict[str, Tensor] = {}
         with self._taps.capture() as grab:
-            raw = self.model(images)
+            if self.training and isinstance(self.model, HasAuxiliaryHeads):
+                raw, model_aux = self.model.forward_train(images)
+            else:
+                raw = self.model(images)
         features = grab()
         n = len(self.side_infos)
         size = (round(images.shape[-2] * self.head_scale), round(images.shape[-1] * self.head_scale))
         sbd = self.head(features[:n], output_size=size)
         aux = self.aux_head(features[n]) if self.aux_head is not None else None
-        return SBCBOutput(seg=self.seg_logits(raw), sbd=sbd, aux=aux)
+        return SBCBOutput(seg=self.seg_logits(raw), sbd=sbd, aux=aux, model_aux=model_aux)
 
     def extract_features(self, images: Tensor) -> list[Tensor]:
         """The tapped side features (then the FCN-aux feature, if any), NCHW, from one forward of the user's model.
@@ -339,6 +347,9 @@ class SBCB(nn.Module):
         )
         if outputs.aux is not None:
             losses["loss_aux"] = self.aux_weight * self._cross_entropy(outputs.aux, ce_target)
+        if outputs.model_aux:
+            assert isinstance(self.model, HasAuxiliaryHeads)
+            losses.update(self.model.auxiliary_losses(outputs.model_aux, ce_target))
         return losses
 
     def losses(

@@ -23,7 +23,8 @@ class BackboneSpec:
     """What an adapter found in a model.
 
     Args:
-        family: `"timm"`, `"smp"` or `"torchvision"`.
+        family: `"timm"`, `"smp"`, `"torchvision"`, or `"declared"` (the model implements
+            `sbcb.contract.DeclaresSides`; its levels are already the chosen sides).
         module: Dotted name of the backbone inside the model (`""` = the model itself).
         levels: All candidate features (measured), highest resolution first; the last is the semantic side.
         seg_output: Maps the model's forward output to the segmentation logits [B, K, H, W] (e.g. `out["out"]` for
@@ -61,6 +62,12 @@ def find_backbone(
     from sbcb.adapters import timm as timm_adapter
     from sbcb.adapters import torchvision as tv_adapter
 
+    from sbcb.contract import DeclaresSides
+
+    if isinstance(model, DeclaresSides):
+        # The model names the paper's sides itself (sbcb's own models): taken as they are, only measured.
+        levels = probe_features(model, model.sbcb_sides(), input_size=input_size, in_chans=in_chans)
+        return BackboneSpec(family="declared", module="", levels=levels)
     seg_output = tv_adapter.segmentation_output if tv_adapter.is_segmentation_model(model) else None
     for name, module in model.named_modules():
         package = _package(module)

@@ -15,6 +15,8 @@ from typing import Any
 
 from torch import nn
 
+from sbcb.models.registry import MODELS, list_models, register_model
+
 HEADS = ("casenet", "dff", "dds", "none")
 BACKBONE_TRICKS = ("none", "hed", "seg")
 
@@ -77,10 +79,13 @@ def build_segmentor(
         if not isinstance(model, nn.Module):
             raise TypeError(f"{arch} returned a {type(model).__name__}, expected an nn.Module")
         return model
+    if arch.lower() in MODELS:
+        return MODELS[arch.lower()](num_classes=num_classes, encoder=encoder, output_stride=output_stride, **extra)
     key = arch.lower().replace("-", "").replace("_", "")
     if key not in SMP_ARCHS:
         raise ValueError(
-            f"unknown --arch {arch!r}; use one of {', '.join(SMP_ARCHS)} (smp) or a 'module:function' factory"
+            f"unknown --arch {arch!r}; use one of {', '.join(SMP_ARCHS)} (smp), {', '.join(list_models())} (sbcb) "
+            "or a 'module:function' factory"
         )
     try:
         import segmentation_models_pytorch as smp
@@ -153,6 +158,19 @@ def build_model(
         fcn_aux=fcn_aux,
         sides=list(sides) if sides else None,
     )
+
+
+__all__ = [
+    "MODELS",
+    "SMP_ARCHS",
+    "build_model",
+    "build_segmentor",
+    "list_models",
+    "model_spec",
+    "register_model",
+    "strip_model",
+    "stripped_kwargs",
+]
 
 
 def stripped_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
