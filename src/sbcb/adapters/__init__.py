@@ -61,7 +61,6 @@ def find_backbone(
     from sbcb.adapters import smp as smp_adapter
     from sbcb.adapters import timm as timm_adapter
     from sbcb.adapters import torchvision as tv_adapter
-
     from sbcb.contract import DeclaresSides
 
     if isinstance(model, DeclaresSides):
