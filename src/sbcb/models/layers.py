@@ -1,0 +1,61 @@
+"""Small layers shared by sbcb's own segmentation models, with timm-style `norm_layer` / `act_layer` arguments."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import Tensor, nn
+
+LayerFactory = Callable[..., nn.Module]
+
+_NORMS: dict[str, LayerFactory] = {"batchnorm": nn.BatchNorm2d, "bn": nn.BatchNorm2d, "groupnorm": nn.GroupNorm}
+_ACTS: dict[str, LayerFactory] = {"relu": nn.ReLU, "relu6": nn.ReLU6, "gelu": nn.GELU, "silu": nn.SiLU}
+
+
+def get_norm_layer(norm_layer: str | LayerFactory) -> LayerFactory:
+    """A norm layer class from a name (``"batchnorm"``) or the callable itself; called as ``norm_layer(channels)``."""
+    if callable(norm_layer):
+        return norm_layer
+    if norm_layer not in _NORMS:
+        raise ValueError(f"unknown norm_layer {norm_layer!r}; use one of {sorted(_NORMS)} or a callable")
+    return _NORMS[norm_layer]
+
+
+def get_act_layer(act_layer: str | LayerFactory) -> LayerFactory:
+    """An activation class from a name (``"relu"``) or the callable itself; called with no arguments."""
+    if callable(act_layer):
+        return act_layer
+    if act_layer not in _ACTS:
+        raise ValueError(f"unknown act_layer {act_layer!r}; use one of {sorted(_ACTS)} or a callable")
+    return _ACTS[act_layer]
+
+
+class ConvNormAct(nn.Sequential):
+    """Conv2d (no bias) -> norm -> activation; ``act_layer=None`` leaves the activation out.
+
+    Shape: [B, in_channels, H, W] -> [B, out_channels, H / stride, W / stride] (padding keeps "same" size).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        *,
+        stride: int = 1,
+        dilation: int = 1,
+        groups: int = 1,
+        norm_layer: str | LayerFactory = "batchnorm",
+        act_layer: str | LayerFactory | None = "relu",
+    ) -> None:
+        padding = dilation * (kernel_size - 1) // 2
+        layers: list[nn.Module] = [
+            nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias=False),
+            get_norm_layer(norm_layer)(out_channels),
+        ]
+        if act_layer is not None:
+            layers.append(get_act_layer(act_layer)())
+        super().__init__(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:  # noqa: D102 (typed pass-through for readers)
+        return super().forward(x)
