@@ -127,7 +127,7 @@ def train_run(
     """
     from sbcb.data.loader import TransformedDataset
     from sbcb.data.transforms import build_train_transform
-    from sbcb.train.loop import compute_losses
+    from sbcb.segmentor import Segmentor
     from sbcb.train.sampler import SeededDataset, StreamSampler
     from sbcb.train.schedule import PolySchedule
 
@@ -145,7 +145,12 @@ def train_run(
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay)
     schedule = PolySchedule(optimizer, max_steps=settings.iters, power=settings.poly_power, min_lr=settings.min_lr)
-    model.train()
+    net = (
+        model
+        if isinstance(model, Segmentor)
+        else Segmentor(model, num_classes=info.num_classes, ignore_index=info.ignore_index)
+    )
+    net.train()
     recent: list[float] = []
     start = time.perf_counter()
     for step in range(settings.iters):
@@ -154,7 +159,7 @@ def train_run(
         images = batch["image"].to(device)
         labels = batch["label"].to(device)
         boundaries = batch["boundaries"].to(device)
-        losses = compute_losses(model, model(images), labels, boundaries, ignore_index=info.ignore_index)
+        losses = net(images, labels, boundaries=boundaries)
         total = sum(losses.values())
         if not torch.isfinite(total):
             raise RuntimeError(f"non-finite loss at step {step}: { {k: float(v) for k, v in losses.items()} }")

@@ -104,7 +104,7 @@ def head_step(name: str, k: int, binary: bool, sides: list[int], size: tuple[int
         head.zero_grad(set_to_none=True)
         for f in feats:
             f.grad = None
-        terms = sbd_loss_terms(head(feats, out_size), gt, head=name, binary=binary)
+        terms = sbd_loss_terms(head(feats, out_size), gt, plan=head.loss_plan, binary=binary)
         sum(terms.values()).backward()
 
     return step

@@ -63,7 +63,9 @@ def minimal_loop(model: torch.nn.Module, data: list[dict], iters: int, batch: in
 
     model.train()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-    has_loss = hasattr(model, "loss")
+    from sbcb.segmentor import Segmentor
+
+    has_loss = isinstance(model, Segmentor)
     t0, c0 = time.perf_counter(), time.process_time()
     for i in range(iters):
         idx = [(i * batch + j) % len(data) for j in range(batch)]
@@ -71,12 +73,11 @@ def minimal_loop(model: torch.nn.Module, data: list[dict], iters: int, batch: in
         y = torch.stack([data[j]["label"] for j in idx])
         for g in opt.param_groups:
             g["lr"] = poly_lr(i, base_lr=0.01, max_steps=iters)
-        out = model(x)
         if has_loss:
             b = torch.stack([data[j]["boundaries"] for j in idx])
-            loss = sum(model.loss(out, y, target_boundaries=b).values())
+            loss = sum(model(x, y, boundaries=b).values())
         else:
-            loss = F.cross_entropy(out, y, ignore_index=255)
+            loss = F.cross_entropy(model(x), y, ignore_index=255)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

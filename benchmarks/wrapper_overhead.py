@@ -78,12 +78,12 @@ def step_taps_only(net, x, mask, bnd) -> None:
 
 
 def step_sbcb(net, x, mask, bnd) -> None:
-    sum(net.loss(net(x), mask, bnd).values()).backward()
+    sum(net(x, mask, boundaries=bnd).values()).backward()
     sgd(net)
 
 
 def step_sbcb_otf(net, x, mask, bnd) -> None:
-    sum(net.loss(net(x), mask).values()).backward()
+    sum(net(x, mask).values()).backward()
     sgd(net)
 
 

@@ -40,7 +40,7 @@ def main() -> None:
     optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     net.train()
     for step, (images, masks) in enumerate(loader):
-        losses = net.loss(net(images.to(device)), masks.to(device))  # loss_seg, loss_sbd_fuse, loss_sbd_last
+        losses = net(images.to(device), masks.to(device))  # loss_seg, loss_sbd_fuse, loss_sbd_last
         optimizer.zero_grad()
         sum(losses.values()).backward()
         optimizer.step()

@@ -8,7 +8,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from sbcb.heads import CASENetHead, DDSHead
 from sbcb.losses import BinaryEdgeLoss, MultiLabelEdgeLoss, binary_target, resize_boundaries, sbd_loss_terms
+
+# The heads declare their loss plans (the SBD loss never looks at head names).
+CASENET = CASENetHead([4, 8], 4).loss_plan  # DFF declares the same plan
+DDS5 = DDSHead([2, 3, 4, 5, 6], 4).loss_plan  # 5 sides
 
 LOG2 = math.log(2.0)
 
@@ -243,11 +248,11 @@ def test_binary_target_is_the_union():
 def test_terms_casenet_and_dff_weight_alpha_on_fuse_and_last():
     logits, target = random_case(b=2, k=4, h=6, w=8)
     outputs = {"fuse": logits, "last": logits.flip(0)}
-    terms = sbd_loss_terms(outputs, target, head="casenet")
+    terms = sbd_loss_terms(outputs, target, plan=CASENET)
     assert list(terms) == ["loss_sbd_fuse", "loss_sbd_last"]
     torch.testing.assert_close(terms["loss_sbd_fuse"], 5.0 * MultiLabelEdgeLoss()(logits, target))
     torch.testing.assert_close(terms["loss_sbd_last"], 5.0 * MultiLabelEdgeLoss()(logits.flip(0), target))
-    assert sbd_loss_terms(outputs, target, head="dff", alpha=2.0)["loss_sbd_fuse"].item() == pytest.approx(
+    assert sbd_loss_terms(outputs, target, plan=CASENET, alpha=2.0)["loss_sbd_fuse"].item() == pytest.approx(
         terms["loss_sbd_fuse"].item() * 2 / 5
     )
 
@@ -258,7 +263,7 @@ def test_terms_dds_binary_sides_get_beta_and_the_union():
     outputs = {f"side{i}": torch.randn(b, 1, h, w) for i in range(1, n)}
     outputs["side5"] = torch.randn(b, k, h, w)
     outputs["fuse"] = torch.randn(b, k, h, w)
-    terms = sbd_loss_terms(outputs, target, head="dds", beta=0.5)
+    terms = sbd_loss_terms(outputs, target, plan=DDS5, beta=0.5)
     assert list(terms) == ["loss_sbd_fuse", "loss_sbd_side1", "loss_sbd_side2", "loss_sbd_side3", "loss_sbd_side4",
                            "loss_sbd_side5"]  # fmt: skip
     union = target.any(dim=1, keepdim=True)
@@ -271,28 +276,28 @@ def test_terms_dds_binary_sides_get_beta_and_the_union():
 def test_terms_bbcb_binary_on_fuse_and_last():
     target = torch.rand(2, 19, 6, 8) < 0.05
     outputs = {"fuse": torch.randn(2, 1, 6, 8), "last": torch.randn(2, 1, 6, 8)}
-    terms = sbd_loss_terms(outputs, target, head="casenet", binary=True)
+    terms = sbd_loss_terms(outputs, target, plan=CASENET, binary=True)
     union = target.any(dim=1, keepdim=True)
     torch.testing.assert_close(terms["loss_sbd_last"], BinaryEdgeLoss()(outputs["last"], union))
     with pytest.raises(ValueError, match="num_classes=1"):
-        sbd_loss_terms({"fuse": torch.randn(2, 19, 6, 8), "last": outputs["last"]}, target, head="casenet", binary=True)
+        sbd_loss_terms({"fuse": torch.randn(2, 19, 6, 8), "last": outputs["last"]}, target, plan=CASENET, binary=True)
 
 
 def test_terms_reduced_output_size_resizes_the_gt():
     target = torch.rand(2, 3, 8, 12) < 0.1
     outputs = {"fuse": torch.randn(2, 3, 4, 6), "last": torch.randn(2, 3, 4, 6)}
-    terms = sbd_loss_terms(outputs, target, head="casenet")
+    terms = sbd_loss_terms(outputs, target, plan=CASENET)
     small = resize_boundaries(target, (4, 6))
     torch.testing.assert_close(terms["loss_sbd_fuse"], 5.0 * MultiLabelEdgeLoss()(outputs["fuse"], small))
 
 
 def test_terms_errors():
     target = torch.rand(2, 3, 4, 4) < 0.1
-    with pytest.raises(ValueError, match="'fuse' and 'last'"):
-        sbd_loss_terms({"fuse": torch.randn(2, 3, 4, 4)}, target, head="casenet")
+    with pytest.raises(ValueError, match=r"needs outputs \['fuse', 'last'\]"):
+        sbd_loss_terms({"fuse": torch.randn(2, 3, 4, 4)}, target, plan=CASENET)
     with pytest.raises(ValueError, match="K = 3"):
-        sbd_loss_terms({"fuse": torch.randn(2, 5, 4, 4), "last": torch.randn(2, 5, 4, 4)}, target, head="dff")
+        sbd_loss_terms({"fuse": torch.randn(2, 5, 4, 4), "last": torch.randn(2, 5, 4, 4)}, target, plan=CASENET)
     with pytest.raises(ValueError, match="side1"):
-        sbd_loss_terms({"fuse": torch.randn(2, 3, 4, 4), "side2": torch.randn(2, 3, 4, 4)}, target, head="dds")
-    with pytest.raises(ValueError, match="head must be one of"):
-        sbd_loss_terms({}, target, head="bbcb")
+        sbd_loss_terms({"fuse": torch.randn(2, 3, 4, 4), "side2": torch.randn(2, 3, 4, 4)}, target, plan=DDS5)
+    with pytest.raises(ValueError, match="a loss plan maps"):
+        sbd_loss_terms({}, target, plan={})

@@ -13,7 +13,7 @@ from torch import nn
 
 from sbcb.features import FeatureInfo, FeatureTaps, default_sides, probe_features
 from sbcb.heads.fcn_aux import FCNAuxHead
-from sbcb.wrapper import SBCB, SBCBOutput, convert_sync_batchnorm
+from sbcb.wrapper import SBCB, SBCBOutput
 
 K = 3
 
@@ -96,9 +96,13 @@ def test_train_forward_is_the_users_forward_and_eval_returns_logits():
     net.train()
     b.train()
     torch.manual_seed(1)
-    out = net(x)
+    out = net.forward_outputs(x)
     torch.manual_seed(1)  # same dropout mask
     ref = b(x)
+    torch.manual_seed(1)
+    logits = net(x)  # train mode too: the model's exact output, no head
+    torch.manual_seed(1)
+    assert isinstance(logits, torch.Tensor) and torch.equal(logits, b(x))  # (both BNs updated twice)
     assert isinstance(out, SBCBOutput)
     assert torch.equal(out.seg, ref)
     assert set(out.sbd) == {"fuse", "last"}
@@ -130,7 +134,7 @@ def test_strip_is_exact_after_construction_and_after_training():
     net.train()
     mask = torch.randint(0, K, (2, 64, 64))
     bnd = torch.rand(2, K, 64, 64) > 0.8
-    losses = net.loss(net(x), mask, bnd)
+    losses = net(x, mask, boundaries=bnd)
     sum(losses.values()).backward()
     assert a.stem[0].weight.grad is not None and a.stem[0].weight.grad.abs().sum() > 0  # SBD gradient reaches stem
     sgd_step(net, lr=0.1)
@@ -151,8 +155,12 @@ def test_loss_terms_match_hand_written_references():
     mask[0, :4] = 255  # ignore
     mask[1, :, :3] = 7  # a void label >= K: excluded from CE (treated as ignore)
     bnd = torch.rand(2, K, 32, 32) > 0.85
-    out = net(x)
-    losses = net.loss(out, mask, bnd)
+    torch.manual_seed(5)  # the FCN aux head's dropout
+    out = net.forward_outputs(x)
+    losses = net.compute_losses(out, mask, boundaries=bnd)
+    torch.manual_seed(5)
+    called = net(x, mask, boundaries=bnd)  # the one call: the same losses inside one forward
+    assert list(called) == list(losses) and all(torch.equal(called[k], losses[k]) for k in losses)
     assert set(losses) == {"loss_seg", "loss_sbd_fuse", "loss_sbd_last", "loss_aux"}
     ce_target = mask.clone()
     ce_target[ce_target == 7] = 255
@@ -170,16 +178,16 @@ def test_loss_terms_match_hand_written_references():
 def test_dds_binary_and_head_scale():
     net = SBCB(TinySeg(), num_classes=K, head="dds", sides=["stem", "stage1", "stage2", "stage3", "stage4"])
     net.train()
-    out = net(torch.randn(2, 3, 32, 32))
+    out = net.forward_outputs(torch.randn(2, 3, 32, 32))
     assert set(out.sbd) == {"fuse", "side1", "side2", "side3", "side4", "side5"}
-    losses = net.loss(out, torch.randint(0, K, (2, 32, 32)), torch.rand(2, K, 32, 32) > 0.8)
+    losses = net.compute_losses(out, torch.randint(0, K, (2, 32, 32)), boundaries=torch.rand(2, K, 32, 32) > 0.8)
     assert set(losses) == {"loss_seg", "loss_sbd_fuse", *(f"loss_sbd_side{i}" for i in range(1, 6))}
 
     bbcb = SBCB(TinySeg(), num_classes=K, sides=SIDES, binary=True, head_scale=0.5)
     bbcb.train()
-    out = bbcb(torch.randn(2, 3, 32, 64))
+    out = bbcb.forward_outputs(torch.randn(2, 3, 32, 64))
     assert {k: tuple(v.shape) for k, v in out.sbd.items()} == {"fuse": (2, 1, 16, 32), "last": (2, 1, 16, 32)}
-    losses = bbcb.loss(out, torch.randint(0, K, (2, 32, 64)), torch.rand(2, K, 32, 64) > 0.8)
+    losses = bbcb.compute_losses(out, torch.randint(0, K, (2, 32, 64)), boundaries=torch.rand(2, K, 32, 64) > 0.8)
     assert all(torch.isfinite(v) for v in losses.values())
 
 
@@ -209,14 +217,14 @@ def test_on_the_fly_gt_equals_given_gt():
     mask = torch.zeros(2, 32, 32, dtype=torch.long)
     mask[:, :, 16:] = 1
     mask[:, 20:, :] = 255
-    out = net(torch.randn(2, 3, 32, 32))
-    otf = net.loss(out, mask)
+    out = net.forward_outputs(torch.randn(2, 3, 32, 32))
+    otf = net.compute_losses(out, mask)
     # hand-worked GT (spec §2.2, r = 2): classes 0|1 meet at column 15|16 in rows 0..19 -> 2-px band on each side,
     # in both channels; ignore rows 20+ form no band; rows 18, 19 still see the transition inside the disk.
     gt = torch.zeros(2, K, 32, 32, dtype=torch.bool)
     gt[:, 0:2, 0:20, 14:18] = True
     assert torch.equal(net.boundary_targets(mask), gt)
-    given = net.loss(out, mask, gt)
+    given = net.compute_losses(out, mask, boundaries=gt)
     assert all(torch.equal(otf[k], given[k]) for k in otf)
 
 
@@ -311,9 +319,10 @@ def test_clear_errors():
     net = SBCB(TinySeg(), num_classes=K, sides=SIDES)
     with pytest.raises(ValueError, match="expected K = 3"):
         net.boundary_targets(torch.zeros(2, 8, 8, dtype=torch.long), torch.zeros(2, 5, 8, 8, dtype=torch.bool))
-    with pytest.raises(TypeError, match="training-mode forward"):
-        net.eval()
-        net.loss(net(torch.randn(2, 3, 32, 32)), torch.zeros(2, 32, 32, dtype=torch.long))
+    with pytest.raises(TypeError, match="forward_outputs"):
+        net.compute_losses(net(torch.randn(2, 3, 32, 32)), torch.zeros(2, 32, 32, dtype=torch.long))
+    with pytest.raises(ValueError, match="pass masks too"):
+        net(torch.randn(2, 3, 32, 32), boundaries=torch.zeros(2, K, 32, 32, dtype=torch.bool))
 
 
 def test_fcn_aux_head_parameter_count_matches_paper():
@@ -322,8 +331,10 @@ def test_fcn_aux_head_parameter_count_matches_paper():
 
 
 def test_sync_batchnorm_only_on_cuda_distributed():
+    from sbcb.train.distributed import DistInfo, maybe_convert_sync_bn
+
     model = TinySeg()
-    assert convert_sync_batchnorm(model, "cpu") is model
+    assert maybe_convert_sync_bn(model, DistInfo()) is model
     assert not any(isinstance(m, nn.SyncBatchNorm) for m in model.modules())
 
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # public name -> module that defines it (imported lazily so `import sbcb` stays cheap)
 _LAZY = {
     "SBCB": "sbcb.wrapper",
+    "Segmentor": "sbcb.segmentor",
     "mask_to_boundaries": "sbcb.boundaries",
     "mask_to_boundaries_torch": "sbcb.boundaries",
     "boundaries_to_binary": "sbcb.boundaries",

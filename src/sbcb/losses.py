@@ -5,22 +5,21 @@ pos_weight = H*W, beyond fp16's range) and are vectorized over the batch.
 
 - `MultiLabelEdgeLoss`: official DFF-style re-weighted BCE, one positive weight per image (§4.2).
 - `BinaryEdgeLoss`: HED class-balanced BCE with batch statistics, labels > 1 ignored (§4.3).
-- `sbd_loss_terms`: applies a head's losses with the paper's Eq. 1 weights (α = 5, β = 1) and returns a flat dict of
-  named, already weighted scalar terms (§4.4).
+- `sbd_loss_terms`: applies a head's loss plan (output name -> "multilabel" | "binary", declared by the head) with
+  the paper's Eq. 1 weights (α = 5, β = 1) and returns a flat dict of named, already weighted scalar terms (§4.4).
 - `resize_boundaries`: brings boundary GT to an output's size when the head runs at a reduced resolution.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 POS_WEIGHT_MODES = ("image", "class")
-HEAD_NAMES = ("casenet", "dff", "dds")
+LOSS_KINDS = ("multilabel", "binary")  # the values of a head's `loss_plan`
 
 
 def resize_boundaries(boundaries: Tensor, size: tuple[int, int]) -> Tensor:
@@ -239,10 +238,10 @@ def binary_target(boundaries: Tensor, ignore_mask: Tensor | None = None) -> Tens
 
 
 def sbd_loss_terms(
-    outputs: dict[str, Tensor],
+    outputs: Mapping[str, Tensor],
     boundaries: Tensor,
     *,
-    head: str,
+    plan: Mapping[str, str],
     alpha: float = 5.0,
     beta: float = 1.0,
     binary: bool = False,
@@ -251,6 +250,8 @@ def sbd_loss_terms(
     binary_loss: nn.Module | None = None,
 ) -> dict[str, Tensor]:
     """The SBD part of the paper's Eq. 1, as a flat dict of weighted scalar losses (spec §4.4).
+
+    The head declares its plan (``head.loss_plan``), so this function never looks at head names:
 
     | head | multi-label loss (× α) | binary loss on the GT union (× β) |
     |---|---|---|
@@ -262,9 +263,9 @@ def sbd_loss_terms(
     integer downscales), so heads may run at a reduced output size.
 
     Args:
-        outputs: A head's output dict of logits (``fuse``, ``last`` or ``side1..side{N}``).
+        outputs: A head's output dict of logits, with exactly the keys of `plan`.
         boundaries: ``[B, K, H, W]`` bool multi-label GT (for ``binary=True`` any K; the union is used).
-        head: ``"casenet"``, ``"dff"`` or ``"dds"``: which outputs exist and which loss each gets.
+        plan: Output name -> ``"multilabel"`` (× alpha) or ``"binary"`` (× beta), in the order of the result.
         alpha: Weight of each multi-label term (paper: 5).
         beta: Weight of each binary term (paper: 1).
         binary: BBCB: every output is 1-channel and gets the binary loss.
@@ -273,29 +274,17 @@ def sbd_loss_terms(
         binary_loss: Loss module for the binary terms (default `BinaryEdgeLoss()`).
 
     Returns:
-        ``{"loss_sbd_fuse": ..., "loss_sbd_last": ...}`` or ``{"loss_sbd_fuse": ..., "loss_sbd_side1": ..., ...}``:
-        scalar float32 tensors, already weighted; sum them all.
+        ``{"loss_sbd_<output>": ...}`` in the plan's order: scalar float32 tensors, already weighted; sum them all.
     """
-    if head not in HEAD_NAMES:
-        raise ValueError(f"head must be one of {HEAD_NAMES}, got {head!r}")
+    if not plan or any(kind not in LOSS_KINDS for kind in plan.values()):
+        raise ValueError(f"a loss plan maps output names to one of {LOSS_KINDS}, got {dict(plan)!r}")
+    if set(outputs) != set(plan):
+        raise ValueError(f"the head's loss plan needs outputs {list(plan)}, got {sorted(outputs)}")
     if boundaries.dim() != 4:
         raise ValueError(f"boundaries must be [B, K, H, W] bool, got shape {list(boundaries.shape)}")
     multilabel_loss = MultiLabelEdgeLoss() if multilabel_loss is None else multilabel_loss
     binary_loss = BinaryEdgeLoss() if binary_loss is None else binary_loss
-
-    if head == "dds":
-        sides = sorted(int(m.group(1)) for key in outputs if (m := re.fullmatch(r"side(\d+)", key)))
-        n = len(sides)
-        if n < 2 or sides != list(range(1, n + 1)) or "fuse" not in outputs:
-            raise ValueError(f"a DDS output dict needs 'fuse' and 'side1'..'sideN' (N >= 2), got {sorted(outputs)}")
-        binary_keys = [f"side{i}" for i in range(1, n)]
-        multilabel_keys = ["fuse", f"side{n}"]
-    else:
-        if not {"fuse", "last"} <= outputs.keys():
-            raise ValueError(f"a {head} output dict needs 'fuse' and 'last', got {sorted(outputs)}")
-        binary_keys, multilabel_keys = [], ["fuse", "last"]
-    if binary:
-        binary_keys, multilabel_keys = binary_keys + multilabel_keys, []
+    kinds = {key: "binary" if binary else kind for key, kind in plan.items()}
 
     gt_cache: dict[tuple[str, tuple[int, int]], tuple[Tensor, Tensor | None]] = {}
 
@@ -312,20 +301,19 @@ def sbd_loss_terms(
         return gt_cache[(kind, size)]
 
     terms: dict[str, Tensor] = {}
-    for key in multilabel_keys:
+    for key, kind in kinds.items():
         logits = outputs[key]
-        gt, mask = gt_at("multilabel", logits, key)
-        if logits.shape[1] != gt.shape[1]:
-            raise ValueError(f"output {key!r} has {logits.shape[1]} channels but the GT has K = {gt.shape[1]}")
-        terms[key] = alpha * multilabel_loss(logits, gt, mask)
-    for key in binary_keys:
-        logits = outputs[key]
+        if kind == "multilabel":
+            gt, mask = gt_at("multilabel", logits, key)
+            if logits.shape[1] != gt.shape[1]:
+                raise ValueError(f"output {key!r} has {logits.shape[1]} channels but the GT has K = {gt.shape[1]}")
+            terms[f"loss_sbd_{key}"] = alpha * multilabel_loss(logits, gt, mask)
+            continue
         if logits.shape[1] != 1:
             raise ValueError(
                 f"output {key!r} gets the binary loss and must have 1 channel, got {logits.shape[1]}"
                 + ("; build the BBCB head with num_classes=1" if binary else "")
             )
         gt, _ = gt_at("binary", logits, key)
-        terms[key] = beta * binary_loss(logits, gt)
-    order = ["fuse", "last"] + [f"side{i}" for i in range(1, len(outputs) + 1)]
-    return {f"loss_sbd_{key}": terms[key] for key in order if key in terms}
+        terms[f"loss_sbd_{key}"] = beta * binary_loss(logits, gt)
+    return terms

@@ -1,50 +1,34 @@
 """`SBCB`: condition any segmentation model's backbone with semantic boundaries, then strip back to the baseline.
 
 The wrapper holds the user's model unmodified (`self.model`), an SBD head (`self.head`) and optionally the FCN
-auxiliary head (`self.aux_head`). During a training forward, temporary forward hooks (`sbcb.features.FeatureTaps`)
+auxiliary head (`self.aux_head`). During a loss forward, temporary forward hooks (`sbcb.features.FeatureTaps`)
 read the side features while the user's own forward runs; the head turns them into boundary logits. Outside that
 forward no hook exists, so `strip()` simply hands back the original model object.
 
-Return types, one per mode:
-- `model.train()`: `forward(images) -> SBCBOutput(seg, sbd, aux)`; feed it to `loss(...)`. Everything runs inside
-  `forward`, so DistributedDataParallel sees every parameter that gets a gradient.
-- `model.eval()`: `forward(images) -> Tensor`, the segmentation logits only; no taps, no head, baseline cost.
-- `forward_outputs(images)` returns `SBCBOutput` in either mode (e.g. for SBD evaluation).
+The call (`sbcb.segmentor.Segmentor`'s contract, the same for a baseline):
+- ``net(images)`` -> the segmentation logits [B, K, H', W'] in train and eval mode, the stripped model's exact
+  output (no taps, no head, baseline cost).
+- ``net(images, masks)`` -> ``{"loss_seg", "loss_sbd_fuse", ...}``, named and already weighted; sum the values.
+  Everything runs inside ``forward``, so DistributedDataParallel sees every parameter that gets a gradient.
+- ``net.forward_outputs(images)`` -> `SBCBOutput` (seg, SBD and auxiliary logits) in either mode, for SBD
+  evaluation and pictures.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sbcb.contract import HasAuxiliaryHeads
 from sbcb.features import FeatureInfo, FeatureTaps, default_sides, probe_features, resolve_module
+from sbcb.segmentor import SBCBOutput, Segmentor, backbone_module
 
 
-class SBCBOutput(NamedTuple):
-    """What a training forward returns.
-
-    Attributes:
-        seg: Segmentation logits [B, K, H', W'] exactly as the user's model produced them.
-        sbd: SBD head logits, each [B, K or 1, h, w] with (h, w) = head_scale * (H, W): `fuse`, `last` (CASENet,
-            DFF) or `fuse`, `side1..sideN` (DDS).
-        aux: FCN auxiliary logits [B, K, h_aux, w_aux] at the tapped feature's resolution, or None.
-        model_aux: The wrapped model's own auxiliary outputs (`sbcb.contract.HasAuxiliaryHeads`), else empty.
-    """
-
-    seg: Tensor
-    sbd: dict[str, Tensor]
-    aux: Tensor | None
-    model_aux: dict[str, Tensor] = {}
-
-
-class SBCB(nn.Module):
+class SBCB(Segmentor):
     """Semantic Boundary Conditioned Backbone wrapper around an unmodified segmentation model.
 
     Sides are chosen automatically from the backbone's feature info (timm, smp, torchvision; spec §5.1: five-level
@@ -58,14 +42,15 @@ class SBCB(nn.Module):
         sides: Submodule names to tap (dotted paths in `model`, or relative to the detected backbone), highest
             resolution first, semantic side last; `[name, entry]` pairs for an entry of a module's list output;
             FeatureInfo objects for full control; None = automatic. `SBCB(model, **net.config)` rebuilds `net`.
-        head: SBD head: "casenet" (default), "dff" or "dds".
+        head: SBD head, a name in `sbcb.heads.HEADS`: "casenet" (default), "dff" or "dds".
         binary: BBCB: a 1-class head supervised with the union of the class boundaries.
         alpha: Weight of each multi-label SBD term (paper: 5).
         beta: Weight of each binary term (paper: 1).
         fcn_aux: Add the FCN auxiliary head: True = on the penultimate backbone level (ResNet layer3), or a
             submodule name (or `[name, entry]`) as in `sides`.
         aux_weight: Weight of the auxiliary CE loss (mmseg: 0.4).
-        radius: Boundary GT band radius in pixels for GT generated on the fly.
+        radius: Boundary GT band radius in pixels for GT generated on the fly (precomputed ``boundaries=`` must have
+            been made with the same radius; `sbcb.train.Config` passes one value to both).
         ignore_index: Label ignored by the segmentation loss, and "inside every class" for boundary GT.
         head_scale: Size of the SBD outputs relative to the input (1.0 = paper; 0.5 halves the full-resolution
             side convs' cost, the GT is then resized inside the loss).
@@ -76,9 +61,9 @@ class SBCB(nn.Module):
 
     Example:
         >>> net = SBCB(smp.DeepLabV3Plus("resnet50", encoder_weights=None, classes=19), num_classes=19)
-        >>> out = net(images)                       # train mode: SBCBOutput
-        >>> losses = net.loss(out, masks)           # {"loss_seg": ..., "loss_sbd_fuse": ..., "loss_sbd_last": ...}
+        >>> losses = net(images, masks)             # {"loss_seg": ..., "loss_sbd_fuse": ..., "loss_sbd_last": ...}
         >>> sum(losses.values()).backward()
+        >>> logits = net(images)                    # [B, 19, H, W], train or eval mode
         >>> deployable = net.strip()                # the original smp model, no hooks, no head
     """
 
@@ -102,27 +87,22 @@ class SBCB(nn.Module):
         in_chans: int = 3,
         hrnet_stem: str = "1/4",
     ) -> None:
-        super().__init__()
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"SBCB wraps an nn.Module, got {type(model).__name__}")
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-        if head not in ("casenet", "dff", "dds"):
-            raise ValueError(f"head must be 'casenet', 'dff' or 'dds', got {head!r}")
-        if not 0.0 < head_scale <= 1.0:
-            raise ValueError(f"head_scale must be in (0, 1], got {head_scale}")
-        from sbcb.heads import build_head
+        super().__init__(
+            model, num_classes=num_classes, ignore_index=ignore_index, probe_size=probe_size, in_chans=in_chans
+        )
+        from sbcb.heads import HEADS, build_head
         from sbcb.heads.fcn_aux import FCNAuxHead
 
-        self.model = model
-        self.num_classes = num_classes
+        if head not in HEADS:
+            raise ValueError(f"head must be one of {sorted(HEADS)}, got {head!r}")
+        if not 0.0 < head_scale <= 1.0:
+            raise ValueError(f"head_scale must be in (0, 1], got {head_scale}")
         self.head_name = head
         self.binary = binary
         self.alpha = alpha
         self.beta = beta
         self.aux_weight = aux_weight
         self.radius = radius
-        self.ignore_index = ignore_index
         self.head_scale = head_scale
 
         probe = {"input_size": tuple(probe_size), "in_chans": in_chans}
@@ -139,11 +119,10 @@ class SBCB(nn.Module):
                 if sides is None or fcn_aux is True:
                     raise
                 # only to resolve names relative to a backbone; a bad name is reported by `_named_tap`
-        self._seg_output: Callable[[Any], Tensor] | None = spec.seg_output if spec is not None else None
-        if self._seg_output is None and type(model).__module__.startswith("torchvision.models.segmentation"):
-            from sbcb.adapters.torchvision import segmentation_output
-
-            self._seg_output = segmentation_output
+        if spec is not None:
+            self._backbone = backbone_module([level.module for level in spec.levels])
+            if spec.seg_output is not None:
+                self._seg_output = spec.seg_output
 
         if sides is None:
             assert spec is not None
@@ -208,19 +187,11 @@ class SBCB(nn.Module):
 
     # -- forward --------------------------------------------------------------------------------------------------
 
-    def seg_logits(self, output: Any) -> Tensor:
-        """Segmentation logits [B, K, H', W'] from the user model's raw forward output."""
-        if self._seg_output is not None:
-            return self._seg_output(output)
-        if not isinstance(output, Tensor):
-            raise TypeError(
-                f"the wrapped model returned {type(output).__name__}, not a logits tensor; SBCB supports models "
-                "returning [B, K, H, W] logits or torchvision-style {'out': logits} dicts"
-            )
-        return output
-
     def forward_outputs(self, images: Tensor) -> SBCBOutput:
         """Segmentation logits, SBD logits and auxiliary logits in one forward of the user's model (any mode).
+
+        The one explicit way to get the SBD outputs (``torch.sigmoid(out.sbd["fuse"])`` are the boundary
+        probabilities); ``net(images)`` returns only the segmentation logits.
 
         Args:
             images: [B, C, H, W] float, normalized as the model expects.
@@ -228,20 +199,14 @@ class SBCB(nn.Module):
         Returns:
             SBCBOutput; SBD outputs at (round(H * head_scale), round(W * head_scale)).
         """
-        if images.ndim != 4:
-            raise ValueError(f"images must be [B, C, H, W], got shape {tuple(images.shape)}")
-        model_aux: dict[str, Tensor] = {}
         with self._taps.capture() as grab:
-            if self.training and isinstance(self.model, HasAuxiliaryHeads):
-                raw, model_aux = self.model.forward_train(images)
-            else:
-                raw = self.model(images)
+            seg, model_aux = self._model_forward(images)
         features = grab()
         n = len(self.side_infos)
         size = (round(images.shape[-2] * self.head_scale), round(images.shape[-1] * self.head_scale))
         sbd = self.head(features[:n], output_size=size)
         aux = self.aux_head(features[n]) if self.aux_head is not None else None
-        return SBCBOutput(seg=self.seg_logits(raw), sbd=sbd, aux=aux, model_aux=model_aux)
+        return SBCBOutput(seg=seg, sbd=sbd, aux=aux, model_aux=model_aux)
 
     def extract_features(self, images: Tensor) -> list[Tensor]:
         """The tapped side features (then the FCN-aux feature, if any), NCHW, from one forward of the user's model.
@@ -255,12 +220,6 @@ class SBCB(nn.Module):
         with self._taps.capture() as grab:
             self.model(images)
         return grab()
-
-    def forward(self, images: Tensor) -> SBCBOutput | Tensor:  # type: ignore[override]
-        """Training mode: SBCBOutput. Eval mode: the segmentation logits [B, K, H', W'] only (baseline cost)."""
-        if self.training:
-            return self.forward_outputs(images)
-        return self.seg_logits(self.model(images))
 
     # -- losses ---------------------------------------------------------------------------------------------------
 
@@ -312,60 +271,48 @@ class SBCB(nn.Module):
             f"target_boundaries has {channels} channels; expected K = {k} (dense) or {math.ceil(k / 8)} (packed uint8)"
         )
 
-    def loss(
+    def compute_losses(
         self,
         outputs: SBCBOutput,
-        target_mask: Tensor,
-        target_boundaries: Tensor | None = None,
-        instance_mask: Tensor | None = None,
+        masks: Tensor,
+        *,
+        boundaries: Tensor | None = None,
+        instances: Tensor | None = None,
     ) -> dict[str, Tensor]:
-        """Eq. 1 of the paper as a flat dict of weighted scalar float32 losses; sum all values to train.
+        """Eq. 1 of the paper as a flat dict of weighted scalar float32 losses (what ``net(images, masks)`` returns).
 
         Args:
-            outputs: What a training forward returned.
-            target_mask: [B, H, W] integer labels. For the CE term, values outside 0..K-1 count as ignore.
-            target_boundaries: See `boundary_targets`; None = generated on the fly from `target_mask`.
-            instance_mask: Optional [B, H, W] instance ids (on-the-fly, instance-sensitive GT).
+            outputs: From `forward_outputs`.
+            masks: [B, H, W] integer labels. For the CE term, values outside 0..K-1 count as ignore.
+            boundaries: See `boundary_targets`; None = generated on the fly from `masks` with ``radius``.
+            instances: Optional [B, H, W] instance ids (on-the-fly, instance-sensitive GT).
 
         Returns:
-            {"loss_seg", "loss_sbd_fuse", "loss_sbd_last" | "loss_sbd_side1".. , "loss_aux" (with fcn_aux)}.
+            ``{"loss_seg", "loss_sbd_<output>"..., "loss_aux" (with fcn_aux), the model's own aux losses}``; the
+            SBD terms and their weights (alpha, beta) follow the head's `loss_plan`.
         """
         from sbcb.losses import sbd_loss_terms
 
         if not isinstance(outputs, SBCBOutput):
-            raise TypeError("loss() takes the SBCBOutput of a training-mode forward (call model.train() first)")
-        if target_mask.ndim != 3:
-            raise ValueError(f"target_mask must be [B, H, W], got shape {tuple(target_mask.shape)}")
-        mask = target_mask.long()
-        ce_target = torch.where((mask >= 0) & (mask < self.num_classes), mask, torch.full_like(mask, self.ignore_index))
+            raise TypeError("compute_losses() takes the SBCBOutput of forward_outputs()")
+        ce_target = self._ce_target(masks)
         losses = {"loss_seg": self._cross_entropy(outputs.seg, ce_target)}
-        boundaries = self.boundary_targets(mask, target_boundaries, instance_mask)
+        targets = self.boundary_targets(masks.long(), boundaries, instances)
+        plan = self.head.loss_plan
         losses.update(
-            sbd_loss_terms(
-                outputs.sbd, boundaries, head=self.head_name, alpha=self.alpha, beta=self.beta, binary=self.binary
-            )
+            sbd_loss_terms(outputs.sbd, targets, plan=plan, alpha=self.alpha, beta=self.beta, binary=self.binary)
         )
         if outputs.aux is not None:
             losses["loss_aux"] = self.aux_weight * self._cross_entropy(outputs.aux, ce_target)
-        if outputs.model_aux:
-            assert isinstance(self.model, HasAuxiliaryHeads)
-            losses.update(self.model.auxiliary_losses(outputs.model_aux, ce_target))
+        losses.update(self._model_aux_losses(outputs, ce_target))
         return losses
 
-    def losses(
-        self,
-        images: Tensor,
-        target_mask: Tensor,
-        target_boundaries: Tensor | None = None,
-        instance_mask: Tensor | None = None,
-    ) -> dict[str, Tensor]:
-        """`loss(forward_outputs(images), ...)` in one call (not through DDP's forward; see the module docstring)."""
-        return self.loss(self.forward_outputs(images), target_mask, target_boundaries, instance_mask)
-
-    def _cross_entropy(self, logits: Tensor, target: Tensor) -> Tensor:
-        if logits.shape[-2:] != target.shape[-2:]:
-            logits = F.interpolate(logits, size=target.shape[-2:], mode="bilinear", align_corners=False)
-        return F.cross_entropy(logits.float(), target, ignore_index=self.ignore_index)
+    def head_parameters(self) -> Iterator[nn.Parameter]:
+        """The model's decoder and classifier (see `Segmentor.head_parameters`), then the SBD and auxiliary heads."""
+        yield from super().head_parameters()
+        yield from self.head.parameters()
+        if self.aux_head is not None:
+            yield from self.aux_head.parameters()
 
     # -- strip ----------------------------------------------------------------------------------------------------
 
@@ -387,23 +334,3 @@ class SBCB(nn.Module):
 def _tap_name(info: FeatureInfo) -> str | list[Any]:
     """How `sides` / `fcn_aux` spell a tap in `SBCB.config`: the module name, or [module, output entry]."""
     return info.module if info.index is None else [info.module, info.index]
-
-
-def convert_sync_batchnorm(module: nn.Module, device: torch.device | str) -> nn.Module:
-    """BatchNorm -> SyncBatchNorm, but only when training distributed on CUDA (spec §5.9).
-
-    SyncBatchNorm fails on the CPU and is pointless in a single process, so in every other case the module is
-    returned unchanged.
-
-    Args:
-        module: Model (wrapper or stripped model).
-        device: The device the model trains on.
-
-    Returns:
-        The converted module, or `module` itself.
-    """
-    device = torch.device(device)
-    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
-    if device.type != "cuda" or not distributed or torch.distributed.get_world_size() < 2:
-        return module
-    return nn.SyncBatchNorm.convert_sync_batchnorm(module)

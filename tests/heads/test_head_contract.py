@@ -23,9 +23,25 @@ def make_features(n: int, batch: int = 2, *, requires_grad: bool = False) -> tup
 
 
 def expected_channels(name: str, n: int, k: int) -> dict[str, int]:
-    if name == "dds":
-        return {**{f"side{i}": 1 for i in range(1, n)}, f"side{n}": k, "fuse": k}
-    return {"fuse": k, "last": k}
+    # Every output the head's loss plan names: K channels for the multi-label loss, 1 for the binary loss on the
+    # GT union (paper §3.3-3.5: CASENet/DFF fuse+last K; DDS sides 1..N-1 binary, side N and fuse K).
+    plan = build_head(name, [3 + i for i in range(n)], k).loss_plan
+    return {key: (k if kind == "multilabel" else 1) for key, kind in plan.items()}
+
+
+@pytest.mark.parametrize("name", sorted(HEADS))
+def test_loss_plan_is_declared_and_matches_the_paper(name):
+    from sbcb.losses import LOSS_KINDS
+
+    plan = build_head(name, [3, 4, 5, 6], 19).loss_plan
+    assert plan and set(plan.values()) <= set(LOSS_KINDS) and next(iter(plan)) == "fuse"
+    paper = {  # spec §4.4 table, for the heads the paper defines
+        "casenet": {"fuse": "multilabel", "last": "multilabel"},
+        "dff": {"fuse": "multilabel", "last": "multilabel"},
+        "dds": {"fuse": "multilabel", "side1": "binary", "side2": "binary", "side3": "binary", "side4": "multilabel"},
+    }
+    if name in paper:
+        assert plan == paper[name]
 
 
 def test_registry_names():
@@ -33,7 +49,7 @@ def test_registry_names():
     assert HEADS["casenet"] is CASENetHead and HEADS["dff"] is DFFHead and HEADS["dds"] is DDSHead
 
 
-@pytest.mark.parametrize("name", ["casenet", "dff", "dds"])
+@pytest.mark.parametrize("name", sorted(HEADS))
 @pytest.mark.parametrize("k", [1, 2, 19, 150])
 @pytest.mark.parametrize("n", [2, 3, 4, 5, 6])
 def test_output_shapes(name, n, k):
@@ -46,7 +62,7 @@ def test_output_shapes(name, n, k):
     assert all(torch.isfinite(v).all() for v in out.values())
 
 
-@pytest.mark.parametrize("name", ["casenet", "dff", "dds"])
+@pytest.mark.parametrize("name", sorted(HEADS))
 @pytest.mark.parametrize("n", [2, 4, 6])
 def test_gradients_reach_every_feature_and_parameter(name, n):
     channels, feats = make_features(n, requires_grad=True)
@@ -61,7 +77,7 @@ def test_gradients_reach_every_feature_and_parameter(name, n):
         assert p.grad is not None and p.grad.abs().sum() > 0, f"{pname} gets no gradient"
 
 
-@pytest.mark.parametrize("name", ["casenet", "dff", "dds"])
+@pytest.mark.parametrize("name", sorted(HEADS))
 @pytest.mark.parametrize("size", [(6, 5), (3, 2), (24, 20)])
 def test_any_output_size(name, size):
     """Reduced (half, quarter) and enlarged output sizes all work; output follows the request exactly."""
@@ -70,7 +86,7 @@ def test_any_output_size(name, size):
     assert all(tuple(v.shape[-2:]) == size for v in out.values())
 
 
-@pytest.mark.parametrize("name", ["casenet", "dff", "dds"])
+@pytest.mark.parametrize("name", sorted(HEADS))
 def test_config_is_json_and_rebuilds_an_equal_head(name):
     channels, feats = make_features(3)
     head = build_head(name, channels, 4, side_layer="original", strides=[2, 4, 8])
@@ -87,7 +103,7 @@ def test_build_head_drops_none_options():
     assert head.config["fuse_bias"] is False and head.config["side_layer"] == "sbcb"
 
 
-@pytest.mark.parametrize("name", ["casenet", "dff", "dds"])
+@pytest.mark.parametrize("name", sorted(HEADS))
 def test_input_errors_say_what_to_fix(name):
     channels, feats = make_features(3)
     head = build_head(name, channels, 2)
@@ -109,7 +125,7 @@ def test_input_errors_say_what_to_fix(name):
         build_head("hed", channels, 2)
 
 
-@pytest.mark.parametrize("name", ["casenet", "dff", "dds"])
+@pytest.mark.parametrize("name", sorted(HEADS))
 def test_autocast_bf16_outputs_follow_the_autocast_dtype(name):
     channels, feats = make_features(3)
     head = build_head(name, channels, 3)

@@ -1,7 +1,8 @@
 """Run by tests/train/test_ddp.py under torchrun: a short DDP training run with validation on the tiny model.
 
-Usage: ddp_script.py OUT_DIR [sbcb]; with ``sbcb`` the tiny model is wrapped in `sbcb.SBCB` (CASENet head on two
-taps), so the wrapper's hooks, head and loss run under DistributedDataParallel.
+Usage: ddp_script.py OUT_DIR [sbcb | plain]; with ``sbcb`` the tiny model is wrapped in `sbcb.SBCB` (CASENet head on
+two taps), so the wrapper's hooks, head and loss run under DistributedDataParallel; ``plain`` is a user's own loop
+through ``DistributedDataParallel(net)`` and the one call ``ddp(images, masks)`` (never its wrapped module).
 """
 
 import json
@@ -18,7 +19,8 @@ from sbcb.train.loop import TrainSettings, train  # noqa: E402
 
 out = Path(sys.argv[1])
 info = D.init_distributed(device="cpu")
-wrapped = len(sys.argv) > 2 and sys.argv[2] == "sbcb"
+mode = sys.argv[2] if len(sys.argv) > 2 else ""
+wrapped = mode in ("sbcb", "plain")
 torch.manual_seed(123)
 model = Tiny()
 if wrapped:
@@ -26,6 +28,28 @@ if wrapped:
 
     model = SBCB(model, num_classes=3, sides=["body.0", "body.2"], probe_size=(16, 16))
     head_before = [p.detach().clone() for p in model.head.parameters()]
+if mode == "plain":
+    from torch.nn.parallel import DistributedDataParallel
+
+    ddp = DistributedDataParallel(model)
+    optimizer = torch.optim.SGD(ddp.parameters(), lr=0.05, momentum=0.9)
+    data = Blobs(n=8)
+    for step in range(3):
+        batch = [data[(4 * step + 2 * info.rank + j) % len(data)] for j in range(2)]  # each rank its own samples
+        images = torch.stack([b["image"] for b in batch])
+        masks = torch.stack([b["label"] for b in batch]).long()
+        losses = ddp(images, masks)  # {"loss_seg", "loss_sbd_fuse", "loss_sbd_last"}, inside one forward
+        optimizer.zero_grad()
+        sum(losses.values()).backward()
+        optimizer.step()
+    checksum = float(sum(p.double().sum() for p in model.parameters()))
+    sums = D.all_gather_object(checksum)
+    if info.is_main:
+        changed = any(not torch.equal(a, b) for a, b in zip(head_before, model.head.parameters()))
+        result = {"world": info.world_size, "checksums": sums, "head_changed": changed, "keys": sorted(losses)}
+        (out / "ddp_result.json").write_text(json.dumps(result))
+    D.cleanup_distributed()
+    sys.exit(0)
 settings = TrainSettings(iters=4, batch_size=4, lr=0.05, ckpt_every=4, val_every=4, workers=0, seed=7)
 result = train(
     model,

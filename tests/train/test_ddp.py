@@ -77,6 +77,21 @@ def test_sbcb_wrapper_under_ddp_keeps_ranks_identical(tmp_path):
 
 @pytest.mark.ddp
 @pytest.mark.slow
+def test_users_loop_through_plain_ddp_of_the_wrapper(tmp_path):
+    # The README's contract under DDP: DistributedDataParallel(net), losses = ddp(images, masks), no `.module`.
+    port = _free_port()
+    args = ["--nproc_per_node=2", "--master_addr=127.0.0.1", f"--master_port={port}", SCRIPT, str(tmp_path), "plain"]
+    proc = _torchrun(args)
+    out, _ = proc.communicate(timeout=240)
+    assert proc.returncode == 0, out[-3000:]
+    res = json.loads((tmp_path / "ddp_result.json").read_text())
+    assert res["world"] == 2 and len(set(res["checksums"])) == 1  # gradients were all-reduced: ranks agree
+    assert res["head_changed"] and res["keys"] == ["loss_sbd_fuse", "loss_sbd_last", "loss_seg"]
+    assert ".module" not in Path(SCRIPT).read_text()
+
+
+@pytest.mark.ddp
+@pytest.mark.slow
 def test_two_nodes_on_localhost(tmp_path):
     port = _free_port()
     common = ["--nnodes=2", "--nproc_per_node=1", "--master_addr=127.0.0.1", f"--master_port={port}"]

@@ -187,11 +187,15 @@ def test_worker_count_does_not_change_the_result(tmp_path):
 def test_param_groups_for_the_segformer_recipe():
     from sbcb.train.loop import build_optimizer
 
-    model = nn.ModuleDict(
+    class Net(nn.ModuleDict):
+        def head_parameters(self):  # the model says which parameters are its head (as sbcb.SBCB does)
+            return [*self["decoder"].parameters(), *self["head"].parameters()]
+
+    model = Net(
         {
             "encoder": nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4)),
             "decoder": nn.Sequential(nn.Conv2d(4, 4, 1), nn.LayerNorm(4)),
-            "head": nn.Conv2d(4, 2, 1),  # the SBCB wrapper's SBD head is named "head"
+            "head": nn.Conv2d(4, 2, 1),
         }
     )
     s = TrainSettings(optimizer="adamw", lr=6e-5, weight_decay=0.01, head_lr_mult=10.0, norm_decay=False)

@@ -43,6 +43,13 @@ class DDSHead(nn.Module):
 
     name = "dds"
 
+    @property
+    def loss_plan(self) -> dict[str, str]:
+        """Which loss each output gets (`sbcb.losses.sbd_loss_terms`): multi-label on fuse and the semantic side N,
+        the binary loss on the GT union for sides 1..N-1."""
+        n = len(self.in_channels)
+        return {"fuse": "multilabel", **{f"side{i}": "binary" for i in range(1, n)}, f"side{n}": "multilabel"}
+
     def __init__(
         self,
         in_channels: Sequence[int],

@@ -73,6 +73,11 @@ class DFFHead(nn.Module):
 
     name = "dff"
 
+    @property
+    def loss_plan(self) -> dict[str, str]:
+        """Which loss each output gets (`sbcb.losses.sbd_loss_terms`): the multi-label loss on fuse and last."""
+        return {"fuse": "multilabel", "last": "multilabel"}
+
     def __init__(
         self,
         in_channels: Sequence[int],

@@ -44,10 +44,10 @@ def _forward_logits(model: nn.Module, images: torch.Tensor, *, size_divisor: int
     """Logits [B, K, H, W] at the input size (the model may predict at a lower resolution)."""
     padded, (h, w) = _pad_to_multiple(images, size_divisor)
     logits = model(padded)
+    if isinstance(logits, Mapping) and "out" in logits:  # a bare torchvision segmentation model
+        logits = logits["out"]
     if not isinstance(logits, torch.Tensor):
-        from sbcb.train.loop import segmentation_logits
-
-        logits = segmentation_logits(logits)
+        raise TypeError(f"{type(model).__name__}(images) returned {type(logits).__name__}, not a logits tensor")
     if logits.shape[-2:] != padded.shape[-2:]:
         logits = F.interpolate(logits, size=padded.shape[-2:], mode="bilinear", align_corners=False)
     return logits[..., :h, :w].float()
@@ -164,7 +164,8 @@ def predict_logits(
 def sbd_probabilities(model: nn.Module, images: torch.Tensor, *, size_divisor: int = 32) -> torch.Tensor | None:
     """Sigmoid of the SBD head's ``fuse`` output [B, K, H, W] at the image size, or None without an SBD head.
 
-    Works on an `sbcb.SBCB` wrapper (its ``forward_outputs``); a stripped or baseline model gives None. Images are
+    Works on an `sbcb.SBCB` wrapper (its ``forward_outputs``, the one method that returns SBD outputs); a stripped
+    or baseline model gives None. Images are
     zero-padded to a multiple of `size_divisor` (as for the segmentation logits) and the output cropped back, so
     sizes such as CamVid's 360x480 work with encoders that need /32 inputs.
     """

@@ -1,10 +1,11 @@
 """The training loop: plain PyTorch on the public sbcb API, iteration-based, resumable bit for bit.
 
 `train` runs ``settings.iters`` SGD steps on a model and a dataset of *transformed* samples (dicts with
-``"image"`` float [3, H, W], ``"label"`` int [H, W] with 255 = ignore, optionally ``"boundaries"``). A model
-with a ``loss(outputs, labels, target_boundaries=...)`` method (an `sbcb.SBCB` wrapper) supplies its own flat
-dict of weighted losses; any other model is trained with cross-entropy as ``loss_seg``. The trainer sums every
-value of that dict and logs every key.
+``"image"`` float [3, H, W], ``"label"`` int [H, W] with 255 = ignore, optionally ``"boundaries"``). Every step is
+one call of the sbcb contract, ``net(images, labels, boundaries=...)`` -> flat dict of weighted losses (an
+`sbcb.SBCB` wrapper, or a `sbcb.segmentor.Segmentor` around any other model: cross-entropy as ``loss_seg`` plus the
+model's own auxiliary losses); the trainer sums every value and logs every key. `train` is a few named steps:
+`_resume`, `_loader`, `_step`, `_log_step`, `_validate`, `_checkpoint`.
 
 Resume exactness: everything that influences the future is a function of the checkpoint: model, optimizer,
 schedule, AMP scaler, step, every global RNG state (per rank) and the sample stream, which depends only on the
@@ -26,7 +27,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from sbcb.train import distributed as D
@@ -80,6 +80,7 @@ class TrainSettings:
     deterministic: bool = False
     log_every: int = 1
     sbd_thresholds: int = 9  # quick SBD during training (full protocol: 99, via `sbcb eval`)
+    boundary_radii: tuple[int, ...] = (3,)  # boundary-F radii of the validation (paper: 3 and 5 for BF)
     optimizer: str = "sgd"  # "sgd" (paper CNNs) or "adamw" (official SegFormer recipe)
     betas: tuple[float, float] = (0.9, 0.999)  # AdamW
     head_lr_mult: float = 1.0  # SegFormer recipe: 10 (decoder, segmentation head and SBD head)
@@ -137,25 +138,30 @@ def set_deterministic(enabled: bool) -> None:
         torch.use_deterministic_algorithms(False)
 
 
-# Module name prefixes (relative to the segmentor or the SBCB wrapper) that count as "head" for `head_lr_mult`:
-# smp's decoder and segmentation head, and the wrapper's SBD and auxiliary heads. The official SegFormer config's
-# `custom_keys={"head": lr_mult 10}` matches mmseg's decode head and, as a side effect, the SBD head (spec §5.6).
-HEAD_PREFIXES = ("decoder.", "segmentation_head.", "head.", "aux_head.", "model.decoder.", "model.segmentation_head.")
 _NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 
 
 def param_groups(model: nn.Module, settings: TrainSettings) -> list[dict[str, Any]]:
-    """Trainable parameters split by lr multiplier and weight decay (at most four groups, in a fixed order)."""
+    """Trainable parameters split by lr multiplier and weight decay (at most four groups, in a fixed order).
+
+    ``settings.head_lr_mult`` applies to the parameters the model itself calls its head
+    (`sbcb.segmentor.Segmentor.head_parameters`: decoder, classifier, SBD and auxiliary heads); a module without
+    that method has no head parameters.
+    """
     no_decay: set[int] = set()
     if not settings.norm_decay:
         for name, module in model.named_modules():
             if isinstance(module, _NORMS) or "pos_block" in name:
                 no_decay.update(id(p) for p in module.parameters(recurse=False))
+    head: set[int] = set()
+    head_parameters = getattr(model, "head_parameters", None)
+    if settings.head_lr_mult != 1.0 and callable(head_parameters):
+        head = {id(p) for p in head_parameters()}
     groups: dict[tuple[float, float], list[nn.Parameter]] = {}
-    for name, p in model.named_parameters():
+    for p in model.parameters():
         if not p.requires_grad:
             continue
-        mult = settings.head_lr_mult if name.startswith(HEAD_PREFIXES) else 1.0
+        mult = settings.head_lr_mult if id(p) in head else 1.0
         decay = 0.0 if id(p) in no_decay else settings.weight_decay
         groups.setdefault((mult, decay), []).append(p)
     return [
@@ -191,44 +197,6 @@ def prepare_batch(
     if boundaries is not None:
         boundaries = boundaries.to(device, non_blocking=non_blocking)
     return images, labels, boundaries
-
-
-def segmentation_logits(outputs: Any) -> torch.Tensor:
-    """The segmentation logits [B, K, H, W] from a model's output (a tensor, or the wrapper's training output)."""
-    if isinstance(outputs, torch.Tensor):
-        return outputs
-    for name in ("seg", "logits", "out"):
-        if isinstance(outputs, Mapping) and name in outputs:
-            return outputs[name]
-        if hasattr(outputs, name):
-            return getattr(outputs, name)
-    if isinstance(outputs, (tuple, list)):
-        return outputs[0]
-    raise TypeError(f"can't find segmentation logits in a {type(outputs).__name__}")
-
-
-def compute_losses(
-    model: nn.Module,
-    outputs: Any,
-    labels: torch.Tensor,
-    boundaries: torch.Tensor | None,
-    *,
-    ignore_index: int = 255,
-) -> dict[str, torch.Tensor]:
-    """The flat dict of weighted scalar losses for one batch (fp32).
-
-    A model with a ``loss`` method (the SBCB wrapper) computes them itself; otherwise cross-entropy on the
-    logits, upsampled to the label size when needed, is ``loss_seg``.
-    """
-    if hasattr(model, "loss") and callable(model.loss):
-        losses = model.loss(outputs, labels, target_boundaries=boundaries)
-        if not isinstance(losses, Mapping) or not losses:
-            raise TypeError(f"{type(model).__name__}.loss must return a non-empty dict of scalar tensors")
-        return dict(losses)
-    logits = segmentation_logits(outputs).float()
-    if logits.shape[-2:] != labels.shape[-2:]:
-        logits = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear", align_corners=False)
-    return {"loss_seg": F.cross_entropy(logits, labels, ignore_index=ignore_index)}
 
 
 def _autocast(device: torch.device, amp: str | None):
@@ -299,6 +267,16 @@ class _Logger:
 # --------------------------------------------------------------------------------------------------- main loop
 
 
+@dataclass
+class _Progress:
+    """What the loop carries from step to step (and a resume restores)."""
+
+    step: int = 0
+    best_miou: float | None = None
+    last_path: Path | None = None
+    val_metrics: dict[str, Any] = field(default_factory=dict)
+
+
 def train(
     model: nn.Module,
     train_set: Any,
@@ -320,8 +298,9 @@ def train(
     """Train ``model`` for ``settings.iters`` iterations, checkpointing and validating along the way.
 
     Args:
-        model: The model to train (an `sbcb.SBCB` wrapper or any module returning [B, K, H, W] logits), on any
-            device; it is moved to ``dist_info.device``.
+        model: An `sbcb.SBCB` wrapper, an `sbcb.segmentor.Segmentor`, or any module returning [B, K, H, W]
+            logits (trained through a `Segmentor`, i.e. with cross-entropy as ``loss_seg``); moved to
+            ``dist_info.device``. Checkpoints hold ``model.state_dict()`` of exactly this object.
         train_set: Dataset of transformed training samples (see the module docstring).
         settings: Optimisation and bookkeeping settings.
         out_dir: Run folder: ``last.pt``, ``iter_NNNNNNN.pt``, ``best.pt``, ``train_log.csv``, ``val_log.csv``.
@@ -329,7 +308,7 @@ def train(
         val_set: Optional dataset of evaluation samples for periodic validation.
         ignore_index: Label value ignored by the loss and the metrics.
         model_spec: ``{"name": ..., "kwargs": {...}}`` stored in checkpoints so `load_model` can rebuild.
-        config: The resolved run config, stored in checkpoints.
+        config: The whole run configuration (`sbcb.train.config.Config.to_dict()`), stored in checkpoints.
         resume: A checkpoint to continue from.
         dist_info: From `init_distributed`; default single process on the CPU.
         progress: Show a tqdm bar on rank 0.
@@ -343,6 +322,8 @@ def train(
     Raises:
         NonFiniteLossError: The loss became NaN/inf; nothing of that step is saved.
     """
+    from sbcb.segmentor import Segmentor
+
     info = dist_info or D.DistInfo()
     out_dir = Path(out_dir)
     device = info.device
@@ -358,7 +339,11 @@ def train(
         out_dir.mkdir(parents=True, exist_ok=True)
 
     model = D.maybe_convert_sync_bn(model, info).to(device)
-    optimizer = build_optimizer(model, settings)
+    # The one call contract: net(images, masks) -> losses, net(images) -> logits.
+    net = (
+        model if isinstance(model, Segmentor) else Segmentor(model, num_classes=num_classes, ignore_index=ignore_index)
+    )
+    optimizer = build_optimizer(net, settings)
     schedule = PolySchedule(
         optimizer,
         max_steps=settings.iters,
@@ -368,111 +353,38 @@ def train(
         warmup_ratio=settings.warmup_ratio,
     )
     scaler = torch.amp.GradScaler(device.type, enabled=settings.amp == "fp16")
-
-    start_step = 0
-    best_miou: float | None = None
-    last_path: Path | None = None
     if resume is not None:
-        ckpt = load_checkpoint(resume, map_location=device)
-        model.load_state_dict(ckpt["state_dict"])
-        if ckpt.get("optimizer") is None:
-            raise ValueError(f"{resume} holds no optimizer state (a stripped/exported checkpoint can't be resumed)")
-        optimizer.load_state_dict(ckpt["optimizer"])
-        schedule.load_state_dict(ckpt["scheduler"])
-        schedule.max_steps = settings.iters  # a resumed run may be extended with a larger --iters
-        if ckpt.get("scaler"):
-            scaler.load_state_dict(ckpt["scaler"])
-        start_step = int(ckpt["step"])
-        best_miou = ckpt.get("best", {}).get("miou")
-        rngs = ckpt["rng"]
-        if len(rngs) != info.world_size:
-            raise ValueError(
-                f"{resume} was written by {len(rngs)} process(es); resume it with the same number for an exact "
-                f"continuation (this job has {info.world_size})"
-            )
-        set_rng_state(rngs[info.rank])
-        last_path = Path(resume)
-        if start_step >= settings.iters:
-            raise ValueError(f"{resume} is already at iteration {start_step} >= --iters {settings.iters}")
+        state = _resume(resume, model, optimizer, schedule, scaler, settings=settings, info=info, device=device)
     else:
+        state = _Progress()
         seed_everything(settings.seed + info.rank)
 
-    ddp_model = D.wrap_ddp(model, info)
-    sampler = StreamSampler(
-        len(train_set),
-        batch_size=per_rank,
-        seed=settings.seed,
-        rank=info.rank,
-        world_size=info.world_size,
-        start_step=start_step,
+    ddp_net = D.wrap_ddp(net, info)
+    loader, sampler = _loader(
+        train_set, settings, info=info, per_rank=per_rank, start=state.step, collate_fn=collate_fn
     )
-    from sbcb.data.loader import ReadableErrorsDataLoader  # a worker's DataError reaches us with its message
-
-    loader = ReadableErrorsDataLoader(
-        SeededDataset(train_set),
-        batch_size=per_rank,
-        sampler=sampler,
-        num_workers=settings.workers,
-        collate_fn=collate_fn,
-        pin_memory=device.type == "cuda",
-        worker_init_fn=_worker_init,
-        # A private generator: creating the iterator must not consume the global torch RNG.
-        generator=torch.Generator().manual_seed(settings.seed),
-        persistent_workers=False,
-    )
-    logger = _Logger(out_dir, start_step=start_step, enabled=info.is_main)
+    logger = _Logger(out_dir, start_step=state.step, enabled=info.is_main)
     if evaluate_fn is None and val_set is not None:
         from sbcb.train.evaluate import evaluate as evaluate_fn
-
     bar = None
     if progress and info.is_main:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=settings.iters, initial=start_step, desc="train", dynamic_ncols=True, unit="it")
+        bar = tqdm(total=settings.iters, initial=state.step, desc="train", dynamic_ncols=True, unit="it")
 
-    val_metrics: dict[str, Any] = {}
     t_start = time.perf_counter()
     t_last = t_start
     data_iter = iter(loader)
-    model.train()
+    net.train()
     try:
-        for step in range(start_step, settings.iters):
+        for step in range(state.step, settings.iters):
             schedule.set_step(step)
-            batch = next(data_iter)
-            images, labels, boundaries = prepare_batch(batch, device)
-            with _autocast(device, settings.amp):
-                outputs = ddp_model(images)
-            losses = compute_losses(model, outputs, labels, boundaries, ignore_index=ignore_index)
-            total = sum(v.float() for v in losses.values())
-            finite = torch.isfinite(total.detach()).to(torch.float32).reshape(1)
-            if info.distributed:  # every rank must stop together, or the others hang in the next all-reduce
-                finite = D.all_reduce_sum(finite.cpu()) / info.world_size
-            if float(finite) < 1.0:
-                values = {k: float(v.detach()) for k, v in losses.items()}
-                raise NonFiniteLossError(step + 1, values, last_path)
-
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(total).backward()
-            if settings.grad_clip:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            done = step + 1
-
+            total, losses = _step(ddp_net, net, next(data_iter), optimizer, scaler, settings, info, step, state)
+            state.step = done = step + 1
             if info.is_main and (done % settings.log_every == 0 or done == settings.iters):
                 now = time.perf_counter()
-                row = {"step": done, "lr": optimizer.param_groups[0]["lr"], "loss": float(total.detach())}
-                row.update({k: float(v.detach()) for k, v in losses.items()})
-                row["sec_per_it"] = (now - t_last) / settings.log_every
+                _log_step(logger, bar, done, optimizer, total, losses, (now - t_last) / settings.log_every)
                 t_last = now
-                logger.log("train_log.csv", row)
-                if bar is not None:
-                    bar.set_postfix(
-                        {k.replace("loss_", ""): f"{v:.3f}" for k, v in row.items() if k.startswith("loss")}
-                        | {"lr": f"{row['lr']:.2e}"},
-                        refresh=False,
-                    )
             if bar is not None:
                 bar.update(1)
 
@@ -482,33 +394,16 @@ def train(
                 and settings.val_every
                 and (done % settings.val_every == 0 or done == settings.iters)
             )
-            if info.distributed and (validate or done % settings.ckpt_every == 0 or done == settings.iters):
-                D.broadcast_buffers(model)  # every rank validates (and rank 0 saves) the same model
+            save = done % settings.ckpt_every == 0 or done == settings.iters
+            if info.distributed and (validate or save):
+                D.broadcast_buffers(net)  # every rank validates (and rank 0 saves) the same model
             if validate:
-                val_metrics = evaluate_fn(
-                    model,
-                    val_set,
-                    num_classes=num_classes,
-                    ignore_index=ignore_index,
-                    device=device,
-                    batch_size=max(1, per_rank),
-                    workers=settings.workers,
-                    boundary_radii=(3,),
-                    sbd_thresholds=settings.sbd_thresholds,
-                    progress=False,
-                    **dict(eval_options or {}),
-                )
-                model.train()
-                miou = float(val_metrics["miou"])
-                if math.isfinite(miou) and (best_miou is None or miou > best_miou):
-                    best_miou = miou
-                    is_best = True
-                if info.is_main:
-                    logger.log("val_log.csv", {"step": done, **_scalars(val_metrics)})
-                    if bar is not None:
-                        bar.write(f"[val @ {done}] " + _summary(val_metrics))
-
-            if done % settings.ckpt_every == 0 or done == settings.iters:
+                assert evaluate_fn is not None
+                is_best = _validate(
+                    net, val_set, evaluate_fn, state, settings, num_classes, ignore_index, per_rank, eval_options,
+                    info=info, logger=logger, bar=bar,
+                )  # fmt: skip
+            if save:
                 ckpt = {
                     "format": FORMAT,
                     "model": dict(model_spec) if model_spec else {"name": None, "kwargs": {}},
@@ -517,20 +412,14 @@ def train(
                     "scheduler": schedule.state_dict(),
                     "scaler": scaler.state_dict() if scaler.is_enabled() else None,
                     "step": done,
-                    # Gather last: nothing after this point may touch a global RNG before the next step.
-                    "rng": D.all_gather_object(rng_state()),
                     "sampler": sampler.state_dict(),
-                    "metrics": _scalars(val_metrics),
-                    "best": {"miou": best_miou},
+                    "metrics": _scalars(state.val_metrics),
+                    "best": {"miou": state.best_miou},
                     "config": dict(config or {}),
                     "settings": asdict(settings),
                     "versions": versions(),
                 }
-                if info.is_main:
-                    last_path = manager.save(ckpt, is_best=is_best)
-                else:
-                    last_path = manager.last
-                D.barrier()
+                state.last_path = _checkpoint(manager, ckpt, is_best=is_best, info=info)
     finally:
         if bar is not None:
             bar.close()
@@ -541,10 +430,187 @@ def train(
         step=settings.iters,
         last_checkpoint=manager.last if info.is_main else None,
         best_checkpoint=manager.best if (info.is_main and manager.best.exists()) else None,
-        best_miou=best_miou,
-        val_metrics=val_metrics,
+        best_miou=state.best_miou,
+        val_metrics=state.val_metrics,
         seconds=time.perf_counter() - t_start,
     )
+
+
+# --------------------------------------------------------------------------------------------------- the steps
+
+
+def _resume(
+    path: str | Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    schedule: PolySchedule,
+    scaler: torch.amp.GradScaler,
+    *,
+    settings: TrainSettings,
+    info: D.DistInfo,
+    device: torch.device,
+) -> _Progress:
+    """Restore model, optimizer, schedule, scaler and this rank's RNG states from a checkpoint."""
+    ckpt = load_checkpoint(path, map_location=device)
+    model.load_state_dict(ckpt["state_dict"])
+    if ckpt.get("optimizer") is None:
+        raise ValueError(f"{path} holds no optimizer state (a stripped/exported checkpoint can't be resumed)")
+    optimizer.load_state_dict(ckpt["optimizer"])
+    schedule.load_state_dict(ckpt["scheduler"])
+    schedule.max_steps = settings.iters  # a resumed run may be extended with a larger --iters
+    if ckpt.get("scaler"):
+        scaler.load_state_dict(ckpt["scaler"])
+    state = _Progress(step=int(ckpt["step"]), best_miou=ckpt.get("best", {}).get("miou"), last_path=Path(path))
+    rngs = ckpt["rng"]
+    if len(rngs) != info.world_size:
+        raise ValueError(
+            f"{path} was written by {len(rngs)} process(es); resume it with the same number for an exact "
+            f"continuation (this job has {info.world_size})"
+        )
+    set_rng_state(rngs[info.rank])
+    if state.step >= settings.iters:
+        raise ValueError(f"{path} is already at iteration {state.step} >= --iters {settings.iters}")
+    return state
+
+
+def _loader(
+    train_set: Any,
+    settings: TrainSettings,
+    *,
+    info: D.DistInfo,
+    per_rank: int,
+    start: int,
+    collate_fn: Callable | None,
+) -> tuple[Any, StreamSampler]:
+    """The training DataLoader whose sample stream depends only on the seed and the step (resume-exact)."""
+    from sbcb.data.loader import ReadableErrorsDataLoader  # a worker's DataError reaches us with its message
+
+    sampler = StreamSampler(
+        len(train_set),
+        batch_size=per_rank,
+        seed=settings.seed,
+        rank=info.rank,
+        world_size=info.world_size,
+        start_step=start,
+    )
+    loader = ReadableErrorsDataLoader(
+        SeededDataset(train_set),
+        batch_size=per_rank,
+        sampler=sampler,
+        num_workers=settings.workers,
+        collate_fn=collate_fn,
+        pin_memory=info.device.type == "cuda",
+        worker_init_fn=_worker_init,
+        # A private generator: creating the iterator must not consume the global torch RNG.
+        generator=torch.Generator().manual_seed(settings.seed),
+        persistent_workers=False,
+    )
+    return loader, sampler
+
+
+def _step(
+    ddp_net: nn.Module,
+    net: nn.Module,
+    batch: Mapping[str, Any],
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    settings: TrainSettings,
+    info: D.DistInfo,
+    step: int,
+    state: _Progress,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One optimisation step through the call contract; returns (total loss, the loss dict)."""
+    images, labels, boundaries = prepare_batch(batch, info.device)
+    with _autocast(info.device, settings.amp):
+        losses = ddp_net(images, labels, boundaries=boundaries)
+    if not isinstance(losses, Mapping) or not losses:
+        raise TypeError(f"{type(net).__name__}(images, masks) must return a non-empty dict of scalar losses")
+    total = sum(v.float() for v in losses.values())
+    assert isinstance(total, torch.Tensor)
+    finite = torch.isfinite(total.detach()).to(torch.float32).reshape(1)
+    if info.distributed:  # every rank must stop together, or the others hang in the next all-reduce
+        finite = D.all_reduce_sum(finite.cpu()) / info.world_size
+    if float(finite) < 1.0:
+        raise NonFiniteLossError(step + 1, {k: float(v.detach()) for k, v in losses.items()}, state.last_path)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(total).backward()
+    if settings.grad_clip:
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(net.parameters(), settings.grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    return total, dict(losses)
+
+
+def _log_step(
+    logger: _Logger,
+    bar: Any,
+    done: int,
+    optimizer: torch.optim.Optimizer,
+    total: torch.Tensor,
+    losses: Mapping[str, torch.Tensor],
+    sec_per_it: float,
+) -> None:
+    row = {"step": done, "lr": optimizer.param_groups[0]["lr"], "loss": float(total.detach())}
+    row.update({k: float(v.detach()) for k, v in losses.items()})
+    row["sec_per_it"] = sec_per_it
+    logger.log("train_log.csv", row)
+    if bar is not None:
+        bar.set_postfix(
+            {k.replace("loss_", ""): f"{v:.3f}" for k, v in row.items() if k.startswith("loss")}
+            | {"lr": f"{row['lr']:.2e}"},
+            refresh=False,
+        )
+
+
+def _validate(
+    net: nn.Module,
+    val_set: Any,
+    evaluate_fn: Callable[..., dict[str, Any]],
+    state: _Progress,
+    settings: TrainSettings,
+    num_classes: int,
+    ignore_index: int,
+    per_rank: int,
+    eval_options: Mapping[str, Any] | None,
+    *,
+    info: D.DistInfo,
+    logger: _Logger,
+    bar: Any,
+) -> bool:
+    """Evaluate, log, and say whether this is the best mIoU so far."""
+    state.val_metrics = evaluate_fn(
+        net,
+        val_set,
+        num_classes=num_classes,
+        ignore_index=ignore_index,
+        device=info.device,
+        batch_size=max(1, per_rank),
+        workers=settings.workers,
+        boundary_radii=tuple(settings.boundary_radii),
+        sbd_thresholds=settings.sbd_thresholds,
+        progress=False,
+        **dict(eval_options or {}),
+    )
+    net.train()
+    is_best = False
+    miou = float(state.val_metrics["miou"])
+    if math.isfinite(miou) and (state.best_miou is None or miou > state.best_miou):
+        state.best_miou = miou
+        is_best = True
+    if info.is_main:
+        logger.log("val_log.csv", {"step": state.step, **_scalars(state.val_metrics)})
+        if bar is not None:
+            bar.write(f"[val @ {state.step}] " + _summary(state.val_metrics))
+    return is_best
+
+
+def _checkpoint(manager: CheckpointManager, ckpt: dict[str, Any], *, is_best: bool, info: D.DistInfo) -> Path:
+    """Add every rank's RNG states and save on rank 0; nothing may touch a global RNG before the next step."""
+    ckpt["rng"] = D.all_gather_object(rng_state())
+    path = manager.save(ckpt, is_best=is_best) if info.is_main else manager.last
+    D.barrier()
+    return path
 
 
 def _worker_init(worker_id: int) -> None:

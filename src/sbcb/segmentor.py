@@ -1,0 +1,221 @@
+"""`Segmentor`: the call contract every trainable sbcb model follows, here for a plain (baseline) segmentation model.
+
+- ``net(images)`` -> segmentation logits ``[B, K, H', W']``, in train *and* eval mode: exactly what the wrapped model
+  (the deployable, stripped model) returns.
+- ``net(images, masks)`` (optionally ``boundaries=`` precomputed bands, ``instances=`` instance ids) -> a flat
+  ``dict[str, Tensor]`` of named, already weighted scalar float32 losses; sum its values to train. Everything runs
+  inside ``forward``, so `torch.nn.parallel.DistributedDataParallel(net)` needs nothing special.
+- ``net.forward_outputs(images)`` -> every output of one forward (`SBCBOutput`), for evaluation and pictures.
+- ``net.strip()`` -> the wrapped model object itself.
+
+The baseline's losses are ``loss_seg`` (cross-entropy) plus the wrapped model's own auxiliary losses when it
+implements `sbcb.contract.HasAuxiliaryHeads`. `sbcb.SBCB` extends this class with the SBD head's terms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from sbcb.contract import HasAuxiliaryHeads
+
+
+class SBCBOutput(NamedTuple):
+    """Every output of one forward (`Segmentor.forward_outputs`).
+
+    Attributes:
+        seg: Segmentation logits [B, K, H', W'] exactly as the user's model produced them.
+        sbd: SBD head logits by output name, each [B, K or 1, h, w] with (h, w) = head_scale * (H, W); empty for a
+            baseline.
+        aux: FCN auxiliary logits [B, K, h_aux, w_aux] at the tapped feature's resolution, or None.
+        model_aux: The wrapped model's own auxiliary outputs (`sbcb.contract.HasAuxiliaryHeads`), else empty.
+    """
+
+    seg: Tensor
+    sbd: dict[str, Tensor]
+    aux: Tensor | None
+    model_aux: dict[str, Tensor] = {}
+
+
+def _torchvision_seg_output(model: nn.Module) -> Callable[[Any], Tensor] | None:
+    """torchvision's segmentation models return ``{"out": logits, ...}``; everything else returns the tensor."""
+    if type(model).__module__.startswith("torchvision.models.segmentation"):
+        from sbcb.adapters.torchvision import segmentation_output
+
+        return segmentation_output
+    return None
+
+
+class Segmentor(nn.Module):
+    """A segmentation model with the sbcb call contract (see the module docstring); the baseline of every run.
+
+    Args:
+        model: Any module mapping images [B, C, H, W] to logits [B, K, H', W'] (or a torchvision-style
+            ``{"out": logits}`` dict). It is not modified.
+        num_classes: K.
+        ignore_index: Label ignored by the segmentation loss; labels outside 0..K-1 are ignored too.
+        probe_size: (H, W) of the dry-run forward that locates the backbone for `head_parameters`.
+        in_chans: Input channels of the model.
+
+    Example:
+        >>> net = Segmentor(smp.DeepLabV3Plus("resnet18", encoder_weights=None, classes=19), num_classes=19)
+        >>> losses = net(images, masks)   # {"loss_seg": ...}
+        >>> logits = net(images)          # [B, 19, H, W]
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        num_classes: int,
+        ignore_index: int = 255,
+        probe_size: tuple[int, int] = (128, 128),
+        in_chans: int = 3,
+    ) -> None:
+        super().__init__()
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"{type(self).__name__} wraps an nn.Module, got {type(model).__name__}")
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        self.model = model
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+        self._probe = {"input_size": tuple(probe_size), "in_chans": in_chans}
+        self._seg_output: Callable[[Any], Tensor] | None = _torchvision_seg_output(model)
+        self._backbone: str | None = None  # dotted name of the backbone inside `model`, found on first need
+
+    # -- the call -------------------------------------------------------------------------------------------------
+
+    def forward(  # type: ignore[override]
+        self,
+        images: Tensor,
+        masks: Tensor | None = None,
+        *,
+        boundaries: Tensor | None = None,
+        instances: Tensor | None = None,
+    ) -> Tensor | dict[str, Tensor]:
+        """Logits without `masks`; the flat dict of weighted losses with them.
+
+        Args:
+            images: [B, C, H, W] float, normalized as the model expects.
+            masks: Optional [B, H, W] integer labels (ignore_index = ignore; values outside 0..K-1 are ignored).
+            boundaries: Optional precomputed boundary GT for the SBD terms (see `SBCB.boundary_targets`); they
+                must have been made with the same radius as the wrapper's.
+            instances: Optional [B, H, W] instance ids (instance-sensitive boundary GT generated on the fly).
+
+        Returns:
+            Logits [B, K, H', W'] (the wrapped model's output), or ``{"loss_seg": ..., ...}`` scalar float32.
+        """
+        if masks is None:
+            if boundaries is not None or instances is not None:
+                raise ValueError("boundaries= and instances= are loss targets: pass masks too")
+            return self.seg_logits(self.model(images))
+        return self.compute_losses(self.forward_outputs(images), masks, boundaries=boundaries, instances=instances)
+
+    def seg_logits(self, output: Any) -> Tensor:
+        """Segmentation logits [B, K, H', W'] from the user model's raw forward output."""
+        if self._seg_output is not None:
+            return self._seg_output(output)
+        if not isinstance(output, Tensor):
+            raise TypeError(
+                f"the wrapped model returned {type(output).__name__}, not a logits tensor; sbcb supports models "
+                "returning [B, K, H, W] logits or torchvision-style {'out': logits} dicts"
+            )
+        return output
+
+    def _model_forward(self, images: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """(seg logits, the model's own auxiliary outputs); the auxiliary heads run only in training mode."""
+        if images.ndim != 4:
+            raise ValueError(f"images must be [B, C, H, W], got shape {tuple(images.shape)}")
+        if self.training and isinstance(self.model, HasAuxiliaryHeads):
+            raw, model_aux = self.model.forward_train(images)
+            return self.seg_logits(raw), dict(model_aux)
+        return self.seg_logits(self.model(images)), {}
+
+    def forward_outputs(self, images: Tensor) -> SBCBOutput:
+        """Every output of one forward of the user's model, in any mode (no SBD outputs for a baseline)."""
+        seg, model_aux = self._model_forward(images)
+        return SBCBOutput(seg=seg, sbd={}, aux=None, model_aux=model_aux)
+
+    # -- losses ---------------------------------------------------------------------------------------------------
+
+    def compute_losses(
+        self,
+        outputs: SBCBOutput,
+        masks: Tensor,
+        *,
+        boundaries: Tensor | None = None,
+        instances: Tensor | None = None,
+    ) -> dict[str, Tensor]:
+        """The flat dict of weighted scalar losses of `forward_outputs`' result (what ``net(images, masks)`` returns).
+
+        Args:
+            outputs: From `forward_outputs`.
+            masks: [B, H, W] integer labels.
+            boundaries: Unused by a baseline (accepted so every model takes the same call).
+            instances: Unused by a baseline.
+        """
+        ce_target = self._ce_target(masks)
+        losses = {"loss_seg": self._cross_entropy(outputs.seg, ce_target)}
+        losses.update(self._model_aux_losses(outputs, ce_target))
+        return losses
+
+    def _ce_target(self, masks: Tensor) -> Tensor:
+        if masks.ndim != 3:
+            raise ValueError(f"masks must be [B, H, W], got shape {tuple(masks.shape)}")
+        mask = masks.long()
+        return torch.where((mask >= 0) & (mask < self.num_classes), mask, torch.full_like(mask, self.ignore_index))
+
+    def _model_aux_losses(self, outputs: SBCBOutput, ce_target: Tensor) -> dict[str, Tensor]:
+        if not outputs.model_aux:
+            return {}
+        assert isinstance(self.model, HasAuxiliaryHeads)
+        return dict(self.model.auxiliary_losses(outputs.model_aux, ce_target))
+
+    def _cross_entropy(self, logits: Tensor, target: Tensor) -> Tensor:
+        if logits.shape[-2:] != target.shape[-2:]:
+            logits = F.interpolate(logits, size=target.shape[-2:], mode="bilinear", align_corners=False)
+        return F.cross_entropy(logits.float(), target, ignore_index=self.ignore_index)
+
+    # -- parameters and deployment --------------------------------------------------------------------------------
+
+    def head_parameters(self) -> Iterator[nn.Parameter]:
+        """Parameters of everything that is not the backbone: the model's decoder and classifier (and, in
+        `sbcb.SBCB`, the SBD and auxiliary heads); what a "head" learning-rate multiplier applies to.
+
+        The backbone is the deepest module holding every backbone level found by `sbcb.adapters.find_backbone` (one
+        dry-run forward, once), e.g. smp's ``encoder``; a model in which none is found, or whose levels share no
+        parent module, has no decoder parameters here.
+        """
+        if self._backbone is None:
+            from sbcb.adapters import find_backbone
+
+            try:
+                spec = find_backbone(self.model, **self._probe)  # type: ignore[arg-type]
+                self._backbone = backbone_module([level.module for level in spec.levels])
+            except ValueError:
+                self._backbone = ""
+        if self._backbone == "":
+            return iter(())
+        prefix = self._backbone + "."
+        return (p for name, p in self.model.named_parameters() if not name.startswith(prefix))
+
+    def strip(self) -> nn.Module:
+        """The original model object, exactly as passed in."""
+        return self.model
+
+
+def backbone_module(level_modules: list[str]) -> str:
+    """The longest common dotted prefix of the levels' module names ("" = none): "encoder" for smp (whose levels
+    are entries of the encoder's list output), "backbone" for ``backbone.layer1`` .. ``backbone.layer4``."""
+    parts = [name.split(".") for name in level_modules]
+    common: list[str] = []
+    for names in zip(*parts):
+        if len(set(names)) != 1:
+            break
+        common.append(names[0])
+    return ".".join(common)
