@@ -19,9 +19,9 @@ import torch
 pytest.importorskip("segmentation_models_pytorch")
 pytest.importorskip("yaml")
 
-from sbcb.cli.train import DEFAULTS, model_kwargs  # noqa: E402
 from sbcb.models import build_model, strip_model  # noqa: E402
-from sbcb.train.config import resolve_config  # noqa: E402
+from sbcb.train.config import Config, resolve  # noqa: E402
+from sbcb.train.run import model_kwargs  # noqa: E402
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 CONFIGS = sorted(CONFIG_DIR.glob("*.yaml"))
@@ -31,13 +31,12 @@ TINY_ENCODER = {"resnet101": "resnet18", "tu-hrnet_w48": "tu-hrnet_w18_small", "
 
 
 def load(path: Path) -> dict:
-    return resolve_config({}, defaults=DEFAULTS, config_path=path)
+    return resolve({}, config_path=path).flat()  # unknown keys or wrong types raise ConfigError
 
 
 def kwargs_of(path: Path, **override) -> dict:
-    cfg = load(path)
-    cfg.update(override)
-    return model_kwargs(cfg, NUM_CLASSES[cfg["dataset"]])
+    cfg = Config.from_flat(load(path) | override)
+    return model_kwargs(cfg, NUM_CLASSES[cfg.data.dataset])
 
 
 def count(module: torch.nn.Module | None) -> int:

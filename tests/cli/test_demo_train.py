@@ -30,9 +30,10 @@ def test_demo_trains_baseline_and_sbcb(tmp_path, capsys):
     res = json.loads((out / "results.json").read_text())
     assert "sbd_mf" in res["metrics"]["sbcb"] and "sbd_mf" not in res["metrics"]["baseline"]
     # The reported mIoU is that of the saved checkpoints, re-evaluated independently.
-    from sbcb.cli.train import DEFAULTS, build_datasets
+    from sbcb.train.config import Config
+    from sbcb.train.run import build_datasets
 
-    cfg = dict(DEFAULTS) | res["config"]
+    cfg = Config.from_flat(res["config"])
     _, val_set, info = build_datasets(cfg, val_boundaries=False)
     for name, kind in (("baseline", "Unet"), ("sbcb", "SBCB")):
         model = load_model(out / name / "last.pt")

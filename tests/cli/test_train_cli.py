@@ -43,14 +43,16 @@ def test_train_resume_eval_export_predict(tmp_path, one_thread, capsys):
     run = tmp_path / "run"
     assert main(["train", *TINY, "--iters", "2", "--ckpt-every", "1", "--val-every", "2", "--out", str(run)]) == 0
     cfg = yaml.safe_load((run / "config.yaml").read_text())
-    assert cfg["seed"] == 0 and cfg["sbcb_head"] == "casenet" and cfg["versions"]["torch"] == torch.__version__
-    assert cfg["lr"] == 0.01 and cfg["momentum"] == 0.9 and cfg["weight_decay"] == 5e-4  # paper defaults
+    assert cfg["train"]["seed"] == 0 and cfg["model"]["sbcb_head"] == "casenet"
+    assert cfg["versions"]["torch"] == torch.__version__
+    opt = cfg["train"]
+    assert opt["lr"] == 0.01 and opt["momentum"] == 0.9 and opt["weight_decay"] == 5e-4  # paper defaults
     assert {p.name for p in run.glob("iter_*.pt")} == {"iter_0000001.pt", "iter_0000002.pt"}
 
     # Resume with no other flag than --out: the run's own config comes from the checkpoint; extend to 3 iterations.
     assert main(["train", "--resume", "--out", str(run), "--iters", "3", "--val-every", "3", "--no-progress"]) == 0
     ckpt = load_checkpoint(run / "last.pt")
-    assert ckpt["step"] == 3 and ckpt["config"]["num_samples"] == 6
+    assert ckpt["step"] == 3 and ckpt["config"]["data"]["num_samples"] == 6
     val = {int(r["step"]): r for r in csv.DictReader(open(run / "val_log.csv"))}
     assert set(val) == {2, 3}
 
@@ -111,9 +113,40 @@ def test_config_file_sets_defaults_and_flags_win(tmp_path, one_thread):
     run = tmp_path / "r"
     assert main(["train", *TINY, "--config", str(cfg), "--lr", "0.02", "--out", str(run)]) == 0
     saved = yaml.safe_load((run / "config.yaml").read_text())
-    assert saved["iters"] == 1 and saved["lr"] == 0.02 and saved["sbcb_head"] == "none"
+    assert saved["train"]["iters"] == 1 and saved["train"]["lr"] == 0.02 and saved["model"]["sbcb_head"] == "none"
     assert load_checkpoint(run / "last.pt")["model"]["kwargs"]["sbcb_head"] == "none"
     assert not (run / "val_log.csv").exists()
+
+
+def test_sbcb_options_are_recorded_and_rebuilt_exactly(tmp_path, one_thread, capsys):
+    from sbcb.train.config import Config
+
+    run = tmp_path / "r"
+    flags = ["--radius", "3", "--alpha", "2", "--beta", "0.5", "--head-scale", "0.5", "--aux-weight", "0.3"]
+    flags += ["--sbcb-head", "dds", "--fcn-aux", "--boundary-radii", "3", "5", "--val-every", "0"]
+    assert main(["train", *TINY, *flags, "--iters", "1", "--out", str(run)]) == 0
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    ckpt = load_checkpoint(run / "last.pt")
+    for record in (saved, ckpt["config"]):  # the whole configuration, in both places
+        assert record["data"]["radius"] == 3.0
+        assert (record["model"]["alpha"], record["model"]["beta"], record["model"]["head_scale"]) == (2.0, 0.5, 0.5)
+        assert record["model"]["aux_weight"] == 0.3 and record["train"]["boundary_radii"] == [3, 5]
+        assert Config.from_dict(record) == Config.from_dict(ckpt["config"])
+    val = list(csv.DictReader(open(run / "val_log.csv")))
+    assert {"bf3", "bf5"} <= set(val[0])  # the validation used the configured boundary-F radii
+    net = load_model(run / "last.pt")  # what `sbcb eval` rebuilds
+    assert (net.radius, net.alpha, net.beta, net.head_scale, net.aux_weight) == (3.0, 2.0, 0.5, 0.5, 0.3)
+    assert net.head_name == "dds" and net.aux_head is not None
+    sd, ref = net.state_dict(), ckpt["state_dict"]
+    assert list(sd) == list(ref) and all(torch.equal(sd[k], ref[k]) for k in sd)
+    # the transforms make the boundary GT with the same radius as the wrapper
+    from sbcb.train.run import build_datasets
+
+    train_set, _, _ = build_datasets(Config.from_dict(saved))
+    assert "radius=3.0" in repr(train_set.transform)
+    capsys.readouterr()
+    assert main(["eval", str(run / "last.pt"), "--radii", "3", "--no-progress", "--sbd-thresholds", "3"]) == 0
+    assert "SBD" in capsys.readouterr().out
 
 
 def _cli(args, **kw):

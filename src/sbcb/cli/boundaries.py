@@ -112,7 +112,7 @@ def _job(task: tuple) -> tuple[str, str | None]:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from sbcb.cli.main import UserError
+    from sbcb.cli.errors import UserError
 
     if not args.src.is_dir():
         raise UserError(f"SRC {args.src} is not a folder")

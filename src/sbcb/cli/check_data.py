@@ -103,7 +103,7 @@ def check_split(name: str, root: Path | None, split: str, *, workers: int = 0) -
 
 
 def run(args: argparse.Namespace) -> int:
-    from sbcb.cli.main import UserError
+    from sbcb.cli.errors import UserError
 
     if args.root is None and args.dataset != "synthetic":
         raise UserError(f"--root is required for dataset {args.dataset!r}")

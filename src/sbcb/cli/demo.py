@@ -46,7 +46,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def _validate(args: argparse.Namespace) -> None:
-    from sbcb.cli.main import UserError
+    from sbcb.cli.errors import UserError
     from sbcb.data.synthetic import MIN_SIZE
 
     if args.out.exists() and not args.out.is_dir():
@@ -124,11 +124,12 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from sbcb.cli.train import DEFAULTS, run_training
+    from sbcb.train.config import Config
     from sbcb.train.evaluate import evaluate, to_jsonable
+    from sbcb.train.run import run_training
 
     size = list(args.size) if args.size is not None else [128, 256]
-    base = dict(DEFAULTS) | {
+    base = {
         "dataset": "synthetic",
         "num_samples": args.num_samples or 64,
         "val_samples": args.val_samples,
@@ -152,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
     seconds: dict[str, float] = {}
     val_set = info = None
     for name, head in (("baseline", "none"), ("sbcb", "casenet")):
-        cfg = base | {"sbcb_head": head, "out": str(args.out / name)}
+        cfg = Config.from_flat(base | {"sbcb_head": head, "out": str(args.out / name)}, source="sbcb demo")
         outcome = run_training(cfg)
         if outcome.code != 0:
             return outcome.code

@@ -14,7 +14,7 @@ from pathlib import Path
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from sbcb.cli.train import DATASETS
+    from sbcb.data.registry import list_datasets
 
     p = subparsers.add_parser(
         "eval",
@@ -23,7 +23,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("checkpoint", type=Path, metavar="CKPT", help="checkpoint from `sbcb train` or `sbcb export`")
-    p.add_argument("--dataset", choices=DATASETS, help="dataset (default: the one the checkpoint was trained on)")
+    p.add_argument(
+        "--dataset", choices=list_datasets(), help="dataset (default: the one the checkpoint was trained on)"
+    )
     p.add_argument("--root", metavar="DIR", help="dataset folder")
     p.add_argument("--split", help="split to evaluate (default: the training run's val split)")
     p.add_argument("--val-samples", type=int, help="synthetic: number of images")
@@ -48,29 +50,28 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from sbcb.cli.main import UserError
-    from sbcb.cli.train import DEFAULTS, build_datasets, has_sbd_head
+    from sbcb.cli.errors import UserError
     from sbcb.models import build_model
     from sbcb.train import distributed as D
     from sbcb.train.checkpoint import load_checkpoint
     from sbcb.train.evaluate import evaluate, format_report, plot_pr_curves, to_jsonable
+    from sbcb.train.run import build_datasets, config_of_checkpoint, has_sbd_head
 
     try:
         ckpt = load_checkpoint(args.checkpoint)
+        cfg = config_of_checkpoint(ckpt, source=str(args.checkpoint))  # the run's whole configuration
     except (FileNotFoundError, ValueError) as e:
         raise UserError(str(e)) from None
-    cfg = dict(DEFAULTS) | {k: v for k, v in (ckpt.get("config") or {}).items() if k in DEFAULTS}
-    for key, value in (
-        ("dataset", args.dataset),
-        ("root", args.root),
-        ("val_split", args.split),
-        ("val_samples", args.val_samples),
-        ("image_size", args.image_size),
-    ):
-        if value is not None:
-            cfg[key] = value
-    if cfg["val_split"] in (None, "none"):
-        cfg["val_split"] = "val"
+    overrides = {
+        "dataset": args.dataset,
+        "root": args.root,
+        "val_split": args.split,
+        "val_samples": args.val_samples,
+        "image_size": args.image_size,
+    }
+    cfg = cfg.replace(**{k: v for k, v in overrides.items() if v is not None})
+    if cfg.data.val_split in (None, "none"):
+        cfg = cfg.replace(val_split="val")
     info = D.init_distributed(device=args.device)
     try:
         kwargs = ckpt["model"]["kwargs"]
@@ -79,13 +80,13 @@ def run(args: argparse.Namespace) -> int:
         )
         if kwargs.get("num_classes") != data_info.num_classes:
             raise UserError(
-                f"the checkpoint predicts {kwargs.get('num_classes')} classes but --dataset {cfg['dataset']} has "
+                f"the checkpoint predicts {kwargs.get('num_classes')} classes but --dataset {cfg.data.dataset} has "
                 f"{data_info.num_classes}"
             )
         model = build_model(**kwargs)
         model.load_state_dict(ckpt["state_dict"])
         model.to(info.device).eval()
-        crop = args.crop or cfg["crop"]
+        crop = args.crop or cfg.data.crop
         if args.mode == "slide" and crop is None:
             raise UserError("--mode slide needs --crop H W")
         metrics = evaluate(
@@ -109,8 +110,8 @@ def run(args: argparse.Namespace) -> int:
         if info.is_main:
             metrics["checkpoint"] = str(args.checkpoint)
             metrics["step"] = int(ckpt.get("step", 0))
-            metrics["dataset"] = cfg["dataset"]
-            metrics["split"] = cfg["val_split"]
+            metrics["dataset"] = cfg.data.dataset
+            metrics["split"] = cfg.data.val_split
             report = format_report(metrics, data_info.class_names)
             print(report)
             if args.out is not None:

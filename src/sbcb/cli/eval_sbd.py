@@ -83,7 +83,7 @@ def format_table(results: dict, names: list[str]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sbcb.cli.main import UserError
+    from sbcb.cli.errors import UserError
     from sbcb.metrics.sbd import SBDEvaluator, evaluate_folders
 
     if not args.pred.is_dir():

@@ -26,7 +26,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from sbcb.cli.main import UserError
+    from sbcb.cli.errors import UserError
     from sbcb.export import export_checkpoint
     from sbcb.train.checkpoint import load_checkpoint
 

@@ -16,6 +16,8 @@ import sys
 from collections.abc import Sequence
 
 import sbcb
+from sbcb.cli.errors import UserError
+from sbcb.train.config import ConfigError
 
 # Subcommand modules, in the order `sbcb --help` lists them.
 COMMANDS: list[str] = [
@@ -31,8 +33,7 @@ COMMANDS: list[str] = [
 ]
 
 
-class UserError(Exception):
-    """A problem with the user's input: printed as `error: ...` without a traceback, exit code 2."""
+__all__ = ["COMMANDS", "UserError", "build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args._run(args) or 0)
-    except UserError as e:
+    except (UserError, ConfigError) as e:
         print(f"sbcb {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

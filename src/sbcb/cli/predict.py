@@ -40,7 +40,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def _images(inputs: list[Path]) -> list[Path]:
-    from sbcb.cli.main import UserError
+    from sbcb.cli.errors import UserError
 
     found: list[Path] = []
     for path in inputs:
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from sbcb.cli.main import UserError
+    from sbcb.cli.errors import UserError
     from sbcb.data.transforms import build_eval_transform
     from sbcb.models import build_model
     from sbcb.train.checkpoint import load_checkpoint

@@ -17,7 +17,6 @@ from torch import nn
 
 from sbcb.models.registry import MODELS, list_models, register_model
 
-HEADS = ("casenet", "dff", "dds", "none")
 BACKBONE_TRICKS = ("none", "hed", "seg")
 
 # smp architecture names accepted by `--arch` (lower case) -> smp class name.
@@ -51,6 +50,22 @@ def _import_factory(path: str) -> Any:
         raise ValueError(f"module {module_name!r} has no attribute {attr!r} (from --arch {path!r})") from None
 
 
+def smp_key(arch: str) -> str:
+    """The `SMP_ARCHS` key of an ``--arch`` string (case, ``-`` and ``_`` ignored); may be absent from it."""
+    return arch.lower().replace("-", "").replace("_", "")
+
+
+def smp_takes_output_stride(arch: str) -> bool:
+    """Whether the smp architecture accepts ``encoder_output_stride`` (the DeepLab family)."""
+    import inspect
+
+    try:
+        import segmentation_models_pytorch as smp
+    except ImportError as e:
+        raise ImportError('smp architectures need the smp extra: pip install "sbcb[smp]"') from e
+    return "encoder_output_stride" in inspect.signature(getattr(smp, SMP_ARCHS[smp_key(arch)])).parameters
+
+
 def build_segmentor(
     arch: str,
     *,
@@ -81,7 +96,7 @@ def build_segmentor(
         return model
     if arch.lower() in MODELS:
         return MODELS[arch.lower()](num_classes=num_classes, encoder=encoder, output_stride=output_stride, **extra)
-    key = arch.lower().replace("-", "").replace("_", "")
+    key = smp_key(arch)
     if key not in SMP_ARCHS:
         raise ValueError(
             f"unknown --arch {arch!r}; use one of {', '.join(SMP_ARCHS)} (smp), {', '.join(list_models())} (sbcb) "
@@ -113,23 +128,33 @@ def build_model(
     sides: Sequence[str] | None = None,
     backbone_trick: str = "none",
     factory_kwargs: Mapping[str, Any] | None = None,
+    alpha: float = 5.0,
+    beta: float = 1.0,
+    head_scale: float = 1.0,
+    aux_weight: float = 0.4,
+    radius: float = 2.0,
+    ignore_index: int = 255,
 ) -> nn.Module:
     """Build a segmentor and, unless ``sbcb_head="none"`` without ``bbcb``/``fcn_aux``, wrap it with `sbcb.SBCB`.
 
     Args:
         arch, num_classes, encoder, encoder_depth, output_stride, factory_kwargs: See `build_segmentor`.
-        sbcb_head: ``casenet`` | ``dff`` | ``dds`` | ``none`` (the baseline).
+        sbcb_head: A name in `sbcb.heads.HEADS` (``casenet``, ``dff``, ``dds``) or ``none`` (the baseline).
         bbcb: Binary boundary head instead of the semantic one (paper §5.4; CASENet with K = 1).
         fcn_aux: Add the FCN auxiliary head (paper Tab. 4/5 comparison rows).
         sides: Explicit side taps (module names); default: chosen from the backbone (spec §5.1).
         backbone_trick: ``hed`` (edge-detection strides) | ``seg`` (d8 segmentation strides) | ``none``
             (paper §5.7), applied to a ResNet encoder before wrapping; parameters are unchanged.
+        alpha, beta, head_scale, aux_weight, radius, ignore_index: `sbcb.SBCB` options (loss weights, SBD output
+            scale, boundary GT radius); unused by a baseline.
 
     Returns:
         The model; ``model(images)`` gives [B, K, H, W] logits in eval mode.
     """
-    if sbcb_head not in HEADS:
-        raise ValueError(f"unknown --sbcb-head {sbcb_head!r}; use one of {', '.join(HEADS)}")
+    from sbcb.heads import HEADS
+
+    if sbcb_head != "none" and sbcb_head not in HEADS:
+        raise ValueError(f"unknown --sbcb-head {sbcb_head!r}; use one of {', '.join([*sorted(HEADS), 'none'])}")
     if backbone_trick not in BACKBONE_TRICKS:
         raise ValueError(f"unknown --backbone-trick {backbone_trick!r}; use one of {', '.join(BACKBONE_TRICKS)}")
     model = build_segmentor(
@@ -157,6 +182,12 @@ def build_model(
         binary=bbcb,
         fcn_aux=fcn_aux,
         sides=list(sides) if sides else None,
+        alpha=alpha,
+        beta=beta,
+        head_scale=head_scale,
+        aux_weight=aux_weight,
+        radius=radius,
+        ignore_index=ignore_index,
     )
 
 
@@ -177,6 +208,8 @@ def stripped_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """The `build_model` kwargs of the same model without any auxiliary head (what `strip()` returns)."""
     out = dict(kwargs)
     out.update(sbcb_head="none", bbcb=False, fcn_aux=False, sides=None)
+    for key in ("alpha", "beta", "head_scale", "aux_weight", "radius", "ignore_index"):
+        out.pop(key, None)
     return out
 
 

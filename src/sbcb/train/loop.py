@@ -16,6 +16,7 @@ weights ``torch.equal`` to an uninterrupted one.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import random
 import time
@@ -31,6 +32,7 @@ from torch import nn
 
 from sbcb.train import distributed as D
 from sbcb.train.checkpoint import FORMAT, CheckpointManager, load_checkpoint, rng_state, set_rng_state, versions
+from sbcb.train.config import TrainSettings
 from sbcb.train.sampler import SeededDataset, StreamSampler
 from sbcb.train.schedule import PolySchedule
 
@@ -52,51 +54,6 @@ class NonFiniteLossError(RuntimeError):
             f"non-finite loss at iteration {step} ({terms}); training stopped and {kept}. "
             "Try a lower --lr, --grad-clip 1.0, disabling --amp, or check the data."
         )
-
-
-@dataclass
-class TrainSettings:
-    """Optimisation and bookkeeping settings; the defaults are the paper's CNN recipe (spec §7).
-
-    ``batch_size`` is the **total** over all ranks (paper: 8 on 2 GPUs); each rank gets ``batch_size / world``.
-    """
-
-    iters: int = 40_000
-    batch_size: int = 8
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    poly_power: float = 0.9
-    min_lr: float = 1e-4
-    warmup_iters: int = 0
-    warmup_ratio: float = 1e-6
-    seed: int = 0
-    ckpt_every: int = 4000
-    val_every: int = 4000
-    keep_last: int = 3
-    grad_clip: float | None = None
-    amp: str | None = None  # None, "bf16" or "fp16"
-    workers: int = 4
-    deterministic: bool = False
-    log_every: int = 1
-    sbd_thresholds: int = 9  # quick SBD during training (full protocol: 99, via `sbcb eval`)
-    boundary_radii: tuple[int, ...] = (3,)  # boundary-F radii of the validation (paper: 3 and 5 for BF)
-    optimizer: str = "sgd"  # "sgd" (paper CNNs) or "adamw" (official SegFormer recipe)
-    betas: tuple[float, float] = (0.9, 0.999)  # AdamW
-    head_lr_mult: float = 1.0  # SegFormer recipe: 10 (decoder, segmentation head and SBD head)
-    norm_decay: bool = True  # SegFormer recipe: False (no weight decay on norm layers and pos_block)
-
-    def __post_init__(self) -> None:
-        if self.iters < 1:
-            raise ValueError(f"iters must be >= 1, got {self.iters}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.amp not in (None, "bf16", "fp16"):
-            raise ValueError(f"amp must be None, 'bf16' or 'fp16', got {self.amp!r}")
-        if self.ckpt_every < 1 or self.keep_last < 1:
-            raise ValueError("ckpt_every and keep_last must be >= 1")
-        if self.optimizer not in ("sgd", "adamw"):
-            raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
 
 
 @dataclass
@@ -197,6 +154,13 @@ def prepare_batch(
     if boundaries is not None:
         boundaries = boundaries.to(device, non_blocking=non_blocking)
     return images, labels, boundaries
+
+
+def resolve_amp(amp: str | None, device: torch.device) -> str | None:
+    """``"auto"`` -> fp16 on CUDA (with a grad scaler), bf16 elsewhere; other values unchanged."""
+    if amp == "auto":
+        return "fp16" if device.type == "cuda" else "bf16"
+    return amp
 
 
 def _autocast(device: torch.device, amp: str | None):
@@ -333,6 +297,7 @@ def train(
             f"{info.world_size} processes"
         )
     per_rank = settings.batch_size // info.world_size
+    settings = dataclasses.replace(settings, amp=resolve_amp(settings.amp, device))
     set_deterministic(settings.deterministic)
     manager = CheckpointManager(out_dir, keep_last=settings.keep_last)
     if info.is_main:
