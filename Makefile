@@ -1,4 +1,4 @@
-# Two entry points (see README "Quick start"): `make demo` and `make test`.
+# Entry points (see README "Quick start"): `make demo`, `make test` and `make lint` (CI runs lint, then test).
 # Both create the virtual environment on first use and reinstall when pyproject.toml or constraints.txt change.
 PYTHON ?= python3
 VENV ?= .venv
@@ -24,5 +24,8 @@ test: $(VENV)/.installed
 test-all: $(VENV)/.installed
 	$(PY) -m pytest -q -m ""
 
+# ruff lint + format check, and mypy on the core modules (the files listed under [tool.mypy] in pyproject.toml)
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy

@@ -84,13 +84,13 @@ class Segmentor(nn.Module):
         self.model = model
         self.num_classes = num_classes
         self.ignore_index = ignore_index
-        self._probe = {"input_size": tuple(probe_size), "in_chans": in_chans}
+        self._probe: dict[str, Any] = {"input_size": tuple(probe_size), "in_chans": in_chans}
         self._seg_output: Callable[[Any], Tensor] | None = _torchvision_seg_output(model)
         self._backbone: str | None = None  # dotted name of the backbone inside `model`, found on first need
 
     # -- the call -------------------------------------------------------------------------------------------------
 
-    def forward(  # type: ignore[override]
+    def forward(
         self,
         images: Tensor,
         masks: Tensor | None = None,
@@ -195,7 +195,7 @@ class Segmentor(nn.Module):
             from sbcb.adapters import find_backbone
 
             try:
-                spec = find_backbone(self.model, **self._probe)  # type: ignore[arg-type]
+                spec = find_backbone(self.model, **self._probe)
                 self._backbone = backbone_module([level.module for level in spec.levels])
             except ValueError:
                 self._backbone = ""

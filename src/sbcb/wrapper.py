@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -105,7 +105,7 @@ class SBCB(Segmentor):
         self.radius = radius
         self.head_scale = head_scale
 
-        probe = {"input_size": tuple(probe_size), "in_chans": in_chans}
+        probe: dict[str, Any] = {"input_size": tuple(probe_size), "in_chans": in_chans}
         names = dict(model.named_modules())
         needs_spec = sides is None or fcn_aux is True
         needs_spec |= any(isinstance(s, str) and s not in names for s in [*(sides or []), fcn_aux])
@@ -298,7 +298,7 @@ class SBCB(Segmentor):
         ce_target = self._ce_target(masks)
         losses = {"loss_seg": self._cross_entropy(outputs.seg, ce_target)}
         targets = self.boundary_targets(masks.long(), boundaries, instances)
-        plan = self.head.loss_plan
+        plan = cast("dict[str, str]", self.head.loss_plan)  # each head declares it (`sbcb.heads`)
         losses.update(
             sbd_loss_terms(outputs.sbd, targets, plan=plan, alpha=self.alpha, beta=self.beta, binary=self.binary)
         )

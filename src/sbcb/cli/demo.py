@@ -146,7 +146,6 @@ def run(args: argparse.Namespace) -> int:
         "keep_last": 1,
         "workers": args.workers,
         "progress": not args.no_progress,
-        "output_stride": 8,
     }
     models: dict[str, Any] = {}
     metrics: dict[str, dict[str, Any]] = {}

@@ -338,7 +338,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _add_flag(group: Any, f: dataclasses.Field, hint: Any) -> None:
     meta = dict(f.metadata)
-    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[operator]
     help_text = meta.pop("help", "")
     if default is not None and not isinstance(default, bool):
         shown = " ".join(str(v) for v in default) if isinstance(default, (tuple, list)) else default

@@ -120,7 +120,7 @@ def build_datasets(cfg: Config, *, train: bool = True, val_boundaries: bool | No
         transform = build_train_transform(
             tuple(data.crop),
             info.num_classes,
-            scale_range=tuple(data.scale_range),
+            scale_range=(float(data.scale_range[0]), float(data.scale_range[1])),
             radius=data.radius,
             ignore_index=info.ignore_index,
         )
