@@ -3,7 +3,8 @@
 - `train(model, train_set, settings=TrainSettings(...), out_dir=..., num_classes=K)`: the plain PyTorch loop;
 - `evaluate(model, dataset, num_classes=K)`: whole / slide / multi-scale+flip inference and the paper's metrics;
 - `load_model(path)`: rebuild a model from a checkpoint's constructor kwargs and load its weights;
-- `load_checkpoint(path)`: the checkpoint dict (safe ``weights_only`` loading).
+- `load_checkpoint(path)`: the checkpoint dict (safe ``weights_only`` loading);
+- `Config`: the one run configuration (model, data, train, run sections); `run_training(config)`: a whole run.
 
 Names are imported lazily so that ``import sbcb.train`` stays cheap.
 """
@@ -15,7 +16,9 @@ from typing import Any
 
 _LAZY = {
     "train": "sbcb.train.loop",
-    "TrainSettings": "sbcb.train.loop",
+    "TrainSettings": "sbcb.train.config",
+    "Config": "sbcb.train.config",
+    "run_training": "sbcb.train.run",
     "TrainResult": "sbcb.train.loop",
     "NonFiniteLossError": "sbcb.train.loop",
     "evaluate": "sbcb.train.evaluate",
