@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from torch import Tensor, nn
+from torch import nn
 
 LayerFactory = Callable[..., nn.Module]
 
@@ -56,6 +56,3 @@ class ConvNormAct(nn.Sequential):
         if act_layer is not None:
             layers.append(get_act_layer(act_layer)())
         super().__init__(*layers)
-
-    def forward(self, x: Tensor) -> Tensor:  # noqa: D102 (typed pass-through for readers)
-        return super().forward(x)
