@@ -71,17 +71,3 @@ def timm_levels(module: nn.Module, *, prefix: str = "", hrnet_stem: str = "1/4")
         FeatureInfo(int(d["num_chs"]), int(d["reduction"]), _join(prefix, d["module"]), channels_last=nhwc)
         for d in info
     ]
-
-
-def timm_features_only(name: str, **kwargs: Any) -> nn.Module:
-    """`timm.create_model(name, features_only=True, pretrained=False, **kwargs)` with an install hint.
-
-    Never downloads: `pretrained` is forced off; load weights with `sbcb.weights.load_weights`.
-    """
-    try:
-        import timm
-    except ImportError as e:
-        raise ImportError('timm backbones need the timm extra: pip install "sbcb[timm]"') from e
-    if kwargs.pop("pretrained", False):
-        raise ValueError("sbcb never downloads weights; build with pretrained=False and use sbcb.weights.load_weights")
-    return timm.create_model(name, pretrained=False, features_only=True, **kwargs)

@@ -693,11 +693,9 @@ class SBDEvaluator:
 
     def sync(self) -> None:
         """Gather the per-image counts of all torch.distributed ranks (rank order), when initialized."""
+        import torch.distributed as dist  # here, not at the top: the evaluator's worker processes never need torch
+
         counts = self.count_array()
-        try:
-            import torch.distributed as dist
-        except ImportError:
-            return
         if not (dist.is_available() and dist.is_initialized()):
             return
         gathered: list[Any] = [None] * dist.get_world_size()

@@ -111,14 +111,6 @@ def all_gather_object(obj: object) -> list[object]:
     return out
 
 
-def broadcast_object(obj: object, *, src: int = 0) -> object:
-    if not is_dist():
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=src)
-    return box[0]
-
-
 def broadcast_buffers(model: torch.nn.Module, *, src: int = 0) -> None:
     """Copy rank ``src``'s buffers (BN running statistics) to every rank.
 
