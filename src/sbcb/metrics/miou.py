@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
+import torch
+import torch.distributed as dist
+
+_Summable = TypeVar("_Summable", np.ndarray, torch.Tensor)
 
 
 def _as_numpy(x: Any) -> np.ndarray:
@@ -54,8 +58,6 @@ def _is_tensor(x: Any) -> bool:
 
 def _confusion_matrix_torch(pred: Any, gt: Any, num_classes: int, ignore_index: int) -> np.ndarray:
     """`confusion_matrix` computed where the tensors live (no label-map copy to the host), same result."""
-    import torch
-
     if pred.shape != gt.shape:
         raise ValueError(f"pred shape {tuple(pred.shape)} != gt shape {tuple(gt.shape)}; pass class ids, not logits")
     if pred.is_floating_point() or gt.is_floating_point() or pred.is_complex() or gt.is_complex():
@@ -153,23 +155,27 @@ class MeanIoU:
         return scores_from_confusion(self.confusion)
 
 
-def all_reduce_sum(array: np.ndarray) -> np.ndarray:
-    """Element-wise sum of a numpy array over torch.distributed ranks (identity when not distributed).
+def all_reduce_sum(x: _Summable) -> _Summable:
+    """Element-wise sum of a numpy array or a tensor over torch.distributed ranks (identity when not distributed).
 
-    Integer arrays travel as int64 and float arrays as float64, on the device the process group expects
-    (CUDA for NCCL, else CPU), so counts stay exact.
+    Integer arrays travel as int64 and float arrays as float64, so counts stay exact; a tensor is summed in place
+    (and returned). Either is moved to the device the process group expects (CUDA for NCCL, CPU for gloo) and back.
     """
-    try:
-        import torch
-        import torch.distributed as dist
-    except ImportError:
-        return array
     if not (dist.is_available() and dist.is_initialized()):
-        return array
-    dtype = torch.int64 if array.dtype.kind in "iub" else torch.float64
-    device = torch.device("cpu")
-    if dist.get_backend() == "nccl":
-        device = torch.device("cuda", torch.cuda.current_device())
-    t = torch.as_tensor(np.ascontiguousarray(array)).to(device=device, dtype=dtype)
-    dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    return t.cpu().numpy().astype(array.dtype, copy=False)
+        return x
+    backend = dist.get_backend()
+    if isinstance(x, np.ndarray):
+        dtype = torch.int64 if x.dtype.kind in "iub" else torch.float64
+        device = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
+        t = torch.as_tensor(np.ascontiguousarray(x)).to(device=device, dtype=dtype)
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        return t.cpu().numpy().astype(x.dtype, copy=False)
+    work = x
+    if backend == "nccl" and not x.is_cuda:
+        work = x.cuda()
+    elif backend == "gloo" and x.is_cuda:
+        work = x.cpu()
+    dist.all_reduce(work, op=dist.ReduceOp.SUM)
+    if work is not x:
+        x.copy_(work)
+    return x

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from sbcb.metrics.miou import all_reduce_sum as all_reduce_sum  # one cross-rank sum for arrays and tensors
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -81,25 +83,6 @@ def get_world_size() -> int:
 def barrier() -> None:
     if is_dist():
         dist.barrier()
-
-
-def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
-    """Sum a tensor over ranks (in place, also returned). float64/int64 sums are exact for counts.
-
-    gloo reduces CPU tensors and nccl CUDA ones, so the tensor is moved to the backend's device and back.
-    """
-    if not is_dist():
-        return tensor
-    backend = dist.get_backend()
-    work = tensor
-    if backend == "nccl" and not tensor.is_cuda:
-        work = tensor.cuda()
-    elif backend == "gloo" and tensor.is_cuda:
-        work = tensor.cpu()
-    dist.all_reduce(work, op=dist.ReduceOp.SUM)
-    if work is not tensor:
-        tensor.copy_(work)
-    return tensor
 
 
 def all_gather_object(obj: object) -> list[object]:
