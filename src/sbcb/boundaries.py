@@ -35,6 +35,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from sbcb.boundary_png import decode_rgb_png, encode_rgb_png, read_boundary_png, write_boundary_png
+
 # optional fast path (pip install "sbcb[fast]"); imported on first use only, the OpenCV back-end is identical
 _HAS_NUMBA = importlib.util.find_spec("numba") is not None
 
@@ -650,7 +652,7 @@ def _torch_bands(mask, K, radius, ignore_index, instance_mask, out) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Packing for transport, RGB-PNG files
+# Packing for transport (RGB-PNG files: `sbcb.boundary_png`)
 
 
 def pack_boundaries(boundaries: np.ndarray) -> np.ndarray:
@@ -695,60 +697,3 @@ def unpack_boundaries(packed: torch.Tensor | np.ndarray, num_classes: int) -> to
     bits = (packed.unsqueeze(-3) >> shifts) & 1  # [..., P, 8, H, W]
     bits = bits.flatten(-4, -3)[..., :num_classes, :, :]
     return bits.bool()
-
-
-def encode_rgb_png(boundaries: np.ndarray) -> np.ndarray:
-    """Encode up to 24 classes as a 24-bit RGB image (SBD convention, spec §2.8).
-
-    Class t is bit t of the B byte for t < 8, bit t-8 of G for 8..15, bit t-16 of R for 16..23.
-
-    Args:
-        boundaries: bool [K, H, W], K <= 24.
-
-    Returns:
-        uint8 [H, W, 3] in **RGB** channel order. For `cv2.imwrite` reverse it (`rgb[..., ::-1]`) or use
-        `write_boundary_png`.
-    """
-    if not isinstance(boundaries, np.ndarray) or boundaries.ndim != 3:
-        raise ValueError(f"boundaries must be a numpy array [K, H, W], got {_describe(boundaries)}")
-    if boundaries.shape[0] > 24:
-        raise ValueError(f"the RGB-PNG encoding holds at most 24 classes, got {boundaries.shape[0]}")
-    packed = pack_boundaries(boundaries)
-    rgb = np.zeros((*boundaries.shape[1:], 3), np.uint8)
-    for byte in range(packed.shape[0]):
-        rgb[..., 2 - byte] = packed[byte]  # byte 0 (classes 0..7) is B, the last RGB channel
-    return rgb
-
-
-def decode_rgb_png(rgb: np.ndarray, num_classes: int) -> np.ndarray:
-    """Inverse of `encode_rgb_png`.
-
-    Args:
-        rgb: uint8 [H, W, 3] in RGB order (an image read with `cv2.imread` is BGR: pass `bgr[..., ::-1]`).
-        num_classes: K <= 24.
-
-    Returns:
-        bool [K, H, W].
-    """
-    if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-        raise ValueError(f"rgb must be a uint8 array [H, W, 3], got {_describe(rgb)}")
-    if not 1 <= num_classes <= 24:
-        raise ValueError(f"the RGB-PNG encoding holds 1..24 classes, got num_classes={num_classes}")
-    packed = np.stack([rgb[..., 2], rgb[..., 1], rgb[..., 0]])[: (num_classes + 7) // 8]
-    return unpack_boundaries(np.ascontiguousarray(packed), num_classes).numpy()
-
-
-def write_boundary_png(path: str, boundaries: np.ndarray) -> None:
-    """Write bool [K, H, W] (K <= 24) as an RGB-PNG boundary file (handles OpenCV's BGR order)."""
-    if not cv2.imwrite(str(path), encode_rgb_png(boundaries)[..., ::-1]):
-        raise OSError(f"could not write {path} (does the folder exist, and does the name end in .png?)")
-
-
-def read_boundary_png(path: str, num_classes: int) -> np.ndarray:
-    """Read an RGB-PNG boundary file written by `write_boundary_png` (or pyEdgeEval/SEAL tools): bool [K, H, W]."""
-    bgr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if bgr is None:
-        raise OSError(f"could not read {path}")
-    if bgr.ndim != 3 or bgr.shape[2] != 3 or bgr.dtype != np.uint8:
-        raise ValueError(f"{path}: expected an 8-bit 3-channel PNG, got shape {bgr.shape} dtype {bgr.dtype}")
-    return decode_rgb_png(bgr[..., ::-1], num_classes)

@@ -21,6 +21,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from sbcb.boundary_png import decode_rgb_png, encode_rgb_png, read_boundary_png, write_boundary_png
 from sbcb.metrics import _kernels
 from sbcb.metrics.matching import disk_offsets, match_count_scipy
 from sbcb.metrics.miou import _as_numpy
@@ -172,47 +173,16 @@ def thin_fast(mask: np.ndarray) -> np.ndarray:
     return thin(mask)
 
 
-def encode_edge_png(edges: np.ndarray) -> np.ndarray:
-    """Bit-pack K <= 24 boundary maps into an RGB image (spec §2.8): class t is bit t of (R << 16 | G << 8 | B).
-
-    Args:
-        edges: bool [K, H, W].
-
-    Returns:
-        uint8 [H, W, 3] in **RGB** order (use `cv2.imwrite(path, rgb[..., ::-1])` or `save_edge_png`).
-    """
-    k = edges.shape[0]
-    if k > 24:
-        raise ValueError(f"the bit-packed RGB format holds at most 24 classes, got {k}")
-    value = np.zeros(edges.shape[1:], dtype=np.uint32)
-    for t in range(k):
-        value |= edges[t].astype(np.uint32) << t
-    return np.stack([(value >> 16) & 255, (value >> 8) & 255, value & 255], axis=-1).astype(np.uint8)
-
-
-def decode_edge_png(rgb: np.ndarray, num_classes: int) -> np.ndarray:
-    """Inverse of `encode_edge_png`: uint8 [H, W, 3] RGB -> bool [K, H, W]."""
-    if rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ValueError(f"expected an RGB image [H, W, 3], got shape {rgb.shape}")
-    if num_classes > 24:
-        raise ValueError(f"the bit-packed RGB format holds at most 24 classes, got {num_classes}")
-    value = (rgb[..., 0].astype(np.uint32) << 16) | (rgb[..., 1].astype(np.uint32) << 8) | rgb[..., 2]
-    return np.stack([((value >> t) & 1).astype(bool) for t in range(num_classes)])
+# The RGB-PNG boundary codec of `sbcb.boundary_png` under the evaluator's names.
+encode_edge_png = encode_rgb_png
+decode_edge_png = decode_rgb_png
+load_edge_png = read_boundary_png
 
 
 def save_edge_png(path: str | os.PathLike, edges: np.ndarray) -> None:
-    """Write bool [K, H, W] boundaries as a bit-packed RGB PNG."""
+    """Write bool [K, H, W] boundaries as a bit-packed RGB PNG, creating the folder."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), encode_edge_png(edges)[..., ::-1]):
-        raise OSError(f"could not write {path}")
-
-
-def load_edge_png(path: str | os.PathLike, num_classes: int) -> np.ndarray:
-    """Read a bit-packed RGB PNG (OpenCV reads BGR; corrected here) as bool [K, H, W]."""
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise FileNotFoundError(f"cannot read GT boundary PNG {path}")
-    return decode_edge_png(img[..., ::-1], num_classes)
+    write_boundary_png(path, edges)
 
 
 # --------------------------------------------------------------------------------------------------------------
