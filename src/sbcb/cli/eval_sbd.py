@@ -7,11 +7,6 @@ import json
 import sys
 from pathlib import Path
 
-CITYSCAPES_CLASSES = (
-    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign", "vegetation",
-    "terrain", "sky", "person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle",
-)  # fmt: skip
-
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
@@ -84,6 +79,7 @@ def format_table(results: dict, names: list[str]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from sbcb.cli.errors import UserError
+    from sbcb.data.cityscapes import CITYSCAPES_CLASSES
     from sbcb.metrics.sbd import SBDEvaluator, evaluate_folders
 
     if not args.pred.is_dir():

@@ -22,16 +22,11 @@ import cv2
 import numpy as np
 
 from sbcb.boundary_png import decode_rgb_png, encode_rgb_png, read_boundary_png, write_boundary_png
+from sbcb.data.cityscapes import CITYSCAPES_CLASSES, INSTANCE_LABEL_IDS, label_ids_to_compact
 from sbcb.metrics import _kernels
 from sbcb.metrics.matching import disk_offsets, match_count_scipy
 from sbcb.metrics.miou import _as_numpy
 from sbcb.metrics.thinning import LUT_FIRST, LUT_SECOND, _check_variant, thin_numpy
-
-# Cityscapes (spec §9.1): labelId -> trainId; labelIds 2 and 3 are the only ignored ones; instance labelIds.
-CITYSCAPES_TRAIN_LABEL_IDS = (7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33)
-CITYSCAPES_IGNORE_LABEL_IDS = (2, 3)
-CITYSCAPES_INSTANCE_LABEL_IDS = (24, 25, 26, 27, 28, 31, 32, 33)
-VOID_VALUE = 254  # compact label value for "not a train class, not ignored" (forms boundaries, spec §2.5)
 
 COUNT_FIELDS = ("count_r", "sum_r", "count_p", "sum_p")
 
@@ -126,16 +121,13 @@ def prepare_sbd_gt(
 
 
 def cityscapes_compact_labels(label_ids: np.ndarray) -> np.ndarray:
-    """Cityscapes labelIds -> compact uint8 map: trainIds 0..18, 255 for labelIds 2/3, 254 for other voids."""
-    lut = np.full(256, VOID_VALUE, dtype=np.uint8)
-    for train_id, label_id in enumerate(CITYSCAPES_TRAIN_LABEL_IDS):
-        lut[label_id] = train_id
-    for label_id in CITYSCAPES_IGNORE_LABEL_IDS:
-        lut[label_id] = 255
+    """`sbcb.data.cityscapes.label_ids_to_compact` of labelIds checked to lie in 0..255: uint8, trainIds 0..18,
+    255 for labelIds 2/3, 254 for the other voids.
+    """
     ids = np.asarray(label_ids)
     if ids.min(initial=0) < 0 or ids.max(initial=0) > 255:
         raise ValueError("Cityscapes labelIds must lie in 0..255; pass the *_gtFine_labelIds.png map")
-    return lut[ids.astype(np.int64)]
+    return label_ids_to_compact(ids.astype(np.uint8))
 
 
 def cityscapes_sbd_gt(
@@ -161,9 +153,9 @@ def cityscapes_sbd_gt(
     instance = None
     if instance_ids is not None:
         ids = np.asarray(instance_ids).astype(np.int64)
-        keep = (ids >= 24000) & np.isin(ids // 1000, CITYSCAPES_INSTANCE_LABEL_IDS)
+        keep = (ids >= 24000) & np.isin(ids // 1000, INSTANCE_LABEL_IDS)
         instance = np.where(keep, ids, 0).astype(np.int32)
-    return prepare_sbd_gt(compact, len(CITYSCAPES_TRAIN_LABEL_IDS), instance=instance, protocol=protocol, scale=scale)
+    return prepare_sbd_gt(compact, len(CITYSCAPES_CLASSES), instance=instance, protocol=protocol, scale=scale)
 
 
 def thin_fast(mask: np.ndarray) -> np.ndarray:
