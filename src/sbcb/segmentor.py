@@ -24,6 +24,15 @@ from torch import Tensor, nn
 from sbcb.contract import HasAuxiliaryHeads
 
 
+def relabel_out_of_range(masks: Tensor, num_classes: int, ignore_index: int) -> Tensor:
+    """The cross-entropy target: masks as int64 with every value outside 0..K-1 set to `ignore_index`.
+
+    Void values (254 in the compact label maps) form boundaries with the classes but are no class themselves.
+    """
+    mask = masks.long()
+    return torch.where((mask >= 0) & (mask < num_classes), mask, torch.full_like(mask, ignore_index))
+
+
 class SBCBOutput(NamedTuple):
     """Every output of one forward (`Segmentor.forward_outputs`).
 
@@ -167,8 +176,7 @@ class Segmentor(nn.Module):
     def _ce_target(self, masks: Tensor) -> Tensor:
         if masks.ndim != 3:
             raise ValueError(f"masks must be [B, H, W], got shape {tuple(masks.shape)}")
-        mask = masks.long()
-        return torch.where((mask >= 0) & (mask < self.num_classes), mask, torch.full_like(mask, self.ignore_index))
+        return relabel_out_of_range(masks, self.num_classes, self.ignore_index)
 
     def _model_aux_losses(self, outputs: SBCBOutput, ce_target: Tensor) -> dict[str, Tensor]:
         if not outputs.model_aux:

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from sbcb.boundaries import mask_to_packed_boundaries
+from sbcb.segmentor import relabel_out_of_range
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -372,9 +373,8 @@ class ToTrainingSample:
     def __call__(self, image: np.ndarray, label: np.ndarray, instance: np.ndarray | None = None) -> dict:
         _check(image, label, instance)
         sample = {"image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32))}
-        target = label.astype(np.int64)
-        target[(target < 0) | (target >= self.num_classes)] = self.ignore_index
-        sample["label"] = torch.from_numpy(target)
+        target = torch.from_numpy(label.astype(np.int64))
+        sample["label"] = relabel_out_of_range(target, self.num_classes, self.ignore_index)
         if self.boundaries:
             label_c = np.ascontiguousarray(label)
             inst_c = None if instance is None else np.ascontiguousarray(instance)
