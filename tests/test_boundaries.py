@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -319,6 +321,28 @@ def test_clear_errors():
         mask_to_boundaries(mask, 2, instance_mask=np.zeros((3, 4), np.int32))
     with pytest.raises(ValueError, match="backend"):
         mask_to_boundaries(mask, 2, backend="gpu")
+
+
+def test_backend_is_an_explicit_choice_and_numba_loads_only_for_it():
+    # opencv never touches numba; backend="numba" imports the compiled kernels (sbcb._boundary_kernels), and both
+    # give the same bands on a two-class step (the reference comparison above checks them case by case)
+    code = (
+        "import sys, numpy as np\n"
+        "from sbcb.boundaries import mask_to_boundaries\n"
+        "m = np.zeros((6, 8), np.int64); m[:, 4:] = 1\n"
+        "a = mask_to_boundaries(m, 2, 2.0, backend='opencv')\n"
+        "print('numba' in sys.modules, 'sbcb._boundary_kernels' in sys.modules)\n"
+        "if len(sys.argv) > 1:\n"
+        "    b = mask_to_boundaries(m, 2, 2.0, backend='numba')\n"
+        "    print('sbcb._boundary_kernels' in sys.modules, bool((a == b).all()))\n"
+    )
+    args = [sys.executable, "-c", code] + (["numba"] if bd._HAS_NUMBA else [])
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.split("\n")
+    assert lines[0] == "False False"
+    if bd._HAS_NUMBA:
+        assert lines[1] == "True True"
 
 
 def test_many_classes_match_reference():

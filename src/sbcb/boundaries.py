@@ -225,57 +225,11 @@ def _instance_distinct(inst_keys: np.ndarray, valid: np.ndarray, kernel: np.ndar
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# numba back-end: one pass over the pixels
-
-
-_JIT: dict = {}
-
-
-def _jit() -> dict:
-    """The numba-compiled kernels, compiled (or loaded from numba's on-disk cache) on first use.
-
-    The kernels are plain module-level functions so that `cache=True` finds them again in every new process
-    (DataLoader workers); importing numba only here keeps `import sbcb.boundaries` light.
-    """
-    if not _JIT:
-        try:
-            import numba
-        except ImportError as e:  # pragma: no cover - depends on the environment
-            raise ImportError('the numba back-end needs numba: pip install "sbcb[fast]"') from e
-        njit = numba.njit(cache=True, nogil=True, boundscheck=False)
-        globals()["_emit"] = njit(_emit)  # `_kernel` calls it by its global name
-        _JIT.update(kernel=njit(_kernel), prepare=njit(_prepare), change=njit(_instance_change_padded))
-    return _JIT
-
-
-def _emit(out, packed, c, y, x, seen):
-    # `seen` is a 64-bit set of the classes already written for this pixel (classes >= 64 are re-written)
-    if c < 64:
-        bit = np.uint64(1) << np.uint64(c)
-        if seen & bit:
-            return seen
-        seen |= bit
-    if packed:
-        out[c >> 3, y, x] |= np.uint8(1 << (c & 7))
-    else:
-        out[c, y, x] = 1
-    return seen
-
-
-def _prepare(mask, num_classes, ignore_index, reach, width_padded):
-    """Class codes (0..K-1, K = foreign, 255 = ignore), padded by `reach` (and on the right up to `width_padded`)
-    with the ignore code, so that out-of-image pixels act like ignore (both contribute nothing)."""
-    H, W = mask.shape
-    code = np.full((H + 2 * reach, width_padded), 255, np.uint8)
-    for y in range(H):
-        for x in range(W):
-            v = mask[y, x]
-            code[y + reach, x + reach] = 255 if v == ignore_index else (v if 0 <= v < num_classes else num_classes)
-    return code
+# numba back-end: one pass over the pixels (the compiled kernels live in `sbcb._boundary_kernels`)
 
 
 def _prepare_uint8(mask, num_classes, ignore_index, reach, width_padded):
-    """`_prepare` for uint8 masks: one OpenCV look-up table written straight into the padded buffer."""
+    """`_boundary_kernels.prepare` for uint8 masks: one OpenCV look-up table written straight into the padded buffer."""
     H, W = mask.shape
     lut = np.full(256, num_classes, np.uint8)
     lut[:num_classes] = np.arange(num_classes)
@@ -286,111 +240,15 @@ def _prepare_uint8(mask, num_classes, ignore_index, reach, width_padded):
     return code
 
 
-def _instance_change_padded(inst, reach, width_padded):
-    """1 where the right or lower neighbour has another instance id, in the padded layout of `_prepare`."""
-    H, W = inst.shape
-    out = np.zeros((H + 2 * reach, width_padded), np.uint8)
-    for y in range(H):
-        y1 = min(y + 1, H - 1)
-        row = out[y + reach, reach : reach + W]
-        a = inst[y]
-        below = inst[y1]
-        for x in range(W - 1):
-            row[x] = (a[x] != a[x + 1]) | (a[x] != below[x])
-        row[W - 1] = a[W - 1] != below[W - 1]
-    return out
-
-
-def _kernel(code, work, distinct, inst, offsets, inst_offsets, pair_len_m, pair_len_n, num_classes, out, packed):
-    # code/work/distinct are padded by R = floor(r) (and on the right to a multiple of 8) with neutral values, so
-    # neighbours need no bounds checks. inst is not padded: it is read only where `code` says the pixel is valid,
-    # hence inside the image. `work` marks the only pixels that can be positive; it is scanned 8 bytes at a time.
-    ign = 255
-    _, H, W = out.shape
-    Wp = code.shape[1]
-    R = (code.shape[0] - H) // 2
-    flat = code.ravel()
-    dflat = distinct.ravel()
-    wflat = work.ravel()
-    words = wflat.view(np.uint64)
-    iflat = inst.ravel()
-    use_inst = inst.shape[0] == H and inst.shape[1] == W
-    n_disk = offsets.shape[0]
-    n_pairs = pair_len_m.shape[0]
-    max_len_m = pair_len_m[n_pairs - 1] if n_pairs > 0 else 0
-    for y in range(H):
-        row = (y + R) * Wp
-        for wi in range(Wp // 8):
-            if words[(row >> 3) + wi] == 0:
-                continue
-            for xp in range(max(8 * wi, R), min(8 * wi + 8, R + W)):
-                i = row + xp
-                if wflat[i] == 0:
-                    continue
-                x = xp - R
-                ibase = y * W + x
-                c = flat[i]
-                seen = np.uint64(0)
-                if c == ign:
-                    if n_pairs == 0:
-                        continue
-                    j = -1  # nearest valid pixel (offsets are sorted by distance)
-                    for k in range(max_len_m):
-                        if flat[i + offsets[k]] != ign:
-                            j = k
-                            break
-                    if j < 0:
-                        continue
-                    p = 0
-                    while pair_len_m[p] <= j:
-                        p += 1
-                    len_n = pair_len_n[p]
-                    c0 = -1
-                    i0 = 0
-                    two_keys = False
-                    for k in range(len_n):
-                        cq = flat[i + offsets[k]]
-                        if cq == ign:
-                            continue
-                        iq = iflat[ibase + inst_offsets[k]] if (use_inst and cq < num_classes) else 0
-                        if c0 < 0:
-                            c0 = cq
-                            i0 = iq
-                        elif cq != c0 or iq != i0:
-                            two_keys = True
-                            break
-                    if two_keys:
-                        for k in range(len_n):
-                            cq = flat[i + offsets[k]]
-                            if cq < num_classes:  # ign and the foreign class are >= num_classes
-                                seen = _emit(out, packed, cq, y, x, seen)
-                    continue
-                hit = dflat[i] != 0
-                if not hit and use_inst and c < num_classes:
-                    # one class in the disk, but an instance change nearby: look for another id of that class
-                    i0 = iflat[ibase]
-                    for k in range(n_disk):
-                        if flat[i + offsets[k]] == c and iflat[ibase + inst_offsets[k]] != i0:
-                            hit = True
-                            break
-                if not hit:
-                    continue
-                if c < num_classes:
-                    seen = _emit(out, packed, c, y, x, seen)
-                for k in range(n_disk):
-                    cq = flat[i + offsets[k]]
-                    if cq < num_classes:
-                        seen = _emit(out, packed, cq, y, x, seen)
-
-
 def _run_numba(mask, num_classes, ignore_index, instance_mask, radius, out, packed) -> None:
+    from sbcb import _boundary_kernels as jit  # imports numba, an optional dependency: only for this back-end
+
     offsets, sq = _disk(radius)
     kernel = _disk_kernel(radius)
     reach = kernel.shape[0] // 2
     H, W = mask.shape
     width_padded = (W + 2 * reach + 7) // 8 * 8
-    jit = _jit()
-    prepare = _prepare_uint8 if mask.dtype == np.uint8 else jit["prepare"]
+    prepare = _prepare_uint8 if mask.dtype == np.uint8 else jit.prepare
     code = prepare(np.ascontiguousarray(mask), num_classes, ignore_index, reach, width_padded)
     # >= 2 classes in D_r: max(code + 1) > min(code) + 1, where code + 1 wraps ignore (255) to 0, neutral for the
     # maximum; all-ignore windows give 0 > 255 (saturated): false
@@ -404,14 +262,14 @@ def _run_numba(mask, num_classes, ignore_index, instance_mask, radius, out, pack
         inst = np.ascontiguousarray(instance_mask)
         # If q in D_r(p) has another id than p, the L-shaped pixel path from p to q, inside p's (2R+1)² square,
         # crosses a change between 4-neighbours: the dilated change map covers every pixel that IS can add.
-        change = jit["change"](inst, reach, width_padded)
+        change = jit.instance_change_padded(inst, reach, width_padded)
         work = distinct | cv2.dilate(change, np.ones((2 * reach + 1, 2 * reach + 1), np.uint8))
     pairs = _ignore_pairs(radius)
     len_m = np.array([np.searchsorted(sq, m, side="right") for m, _ in pairs], np.int64)
     len_n = np.array([np.searchsorted(sq, n, side="right") for _, n in pairs], np.int64)
     flat_offsets = offsets[:, 0] * width_padded + offsets[:, 1]
     inst_offsets = offsets[:, 0] * W + offsets[:, 1]
-    jit["kernel"](code, work, distinct, inst, flat_offsets, inst_offsets, len_m, len_n, num_classes, out, packed)
+    jit.kernel(code, work, distinct, inst, flat_offsets, inst_offsets, len_m, len_n, num_classes, out, packed)
 
 
 # ----------------------------------------------------------------------------------------------------------------
