@@ -15,6 +15,7 @@ from sbcb.heads.side_layers import (
     init_weights,
     make_side_layers,
 )
+from sbcb.models.layers import LayerFactory
 
 
 class CASENetHead(nn.Module):
@@ -40,6 +41,9 @@ class CASENetHead(nn.Module):
         last_bias: Bias on the semantic side's final conv (blette's later choice, with `fuse_bias`).
         fuse_bias: Bias on the fuse conv.
         original_norm: BN in the original side layer.
+        norm_layer: Norm of the side layers, a name (``"batchnorm"``, default) or a class called as
+            ``norm_layer(channels)``, as in timm.
+        act_layer: Activation of the side layers, a name (``"relu"``, default) or a class.
         init: ``"kaiming"`` (fan_out, default) or ``"normal"`` (std 0.01).
 
     Example:
@@ -65,6 +69,8 @@ class CASENetHead(nn.Module):
         last_bias: bool = False,
         fuse_bias: bool = False,
         original_norm: bool = True,
+        norm_layer: str | LayerFactory = "batchnorm",
+        act_layer: str | LayerFactory = "relu",
         init: str = "kaiming",
     ) -> None:
         super().__init__()
@@ -80,6 +86,8 @@ class CASENetHead(nn.Module):
             "last_bias": bool(last_bias),
             "fuse_bias": bool(fuse_bias),
             "original_norm": bool(original_norm),
+            "norm_layer": norm_layer,
+            "act_layer": act_layer,
             "init": init,
         }
         n, k = len(channels), self.num_classes
@@ -92,6 +100,8 @@ class CASENetHead(nn.Module):
                 last_bias=last_bias,
                 strides=strides,
                 original_norm=original_norm,
+                norm_layer=norm_layer,
+                act_layer=act_layer,
             )
         )
         # Kept as a real grouped conv so the state dict matches the official layer; forward never builds its input.

@@ -16,6 +16,7 @@ from sbcb.heads.side_layers import (
     init_weights,
     make_side_layers,
 )
+from sbcb.models.layers import LayerFactory
 
 
 class DDSHead(nn.Module):
@@ -38,6 +39,9 @@ class DDSHead(nn.Module):
         last_bias: Bias on the semantic side layer's final conv (official: on).
         fuse_bias: Bias on the fuse conv (official: on).
         original_norm: BN in the original side layer.
+        norm_layer: Norm of the side layers, a name (``"batchnorm"``, default) or a class called as
+            ``norm_layer(channels)``, as in timm.
+        act_layer: Activation of the side layers, a name (``"relu"``, default) or a class.
         init: ``"kaiming"`` (fan_out, default) or ``"normal"`` (std 0.01).
     """
 
@@ -61,6 +65,8 @@ class DDSHead(nn.Module):
         last_bias: bool = True,
         fuse_bias: bool = True,
         original_norm: bool = True,
+        norm_layer: str | LayerFactory = "batchnorm",
+        act_layer: str | LayerFactory = "relu",
         init: str = "kaiming",
     ) -> None:
         super().__init__()
@@ -76,6 +82,8 @@ class DDSHead(nn.Module):
             "last_bias": bool(last_bias),
             "fuse_bias": bool(fuse_bias),
             "original_norm": bool(original_norm),
+            "norm_layer": norm_layer,
+            "act_layer": act_layer,
             "init": init,
         }
         n, k = len(channels), self.num_classes
@@ -87,8 +95,12 @@ class DDSHead(nn.Module):
             last_bias=last_bias,
             strides=strides,
             original_norm=original_norm,
+            norm_layer=norm_layer,
+            act_layer=act_layer,
         )
-        self.sides = nn.ModuleList(SideBlock(layer, c) for layer, c in zip(side_layers, channels))
+        self.sides = nn.ModuleList(
+            SideBlock(layer, c, norm_layer=norm_layer, act_layer=act_layer) for layer, c in zip(side_layers, channels)
+        )
         self.fuse = nn.Conv2d(k * n, k, 1, groups=k, bias=fuse_bias)
         init_weights(self, init=init)
 

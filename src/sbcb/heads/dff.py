@@ -16,6 +16,7 @@ from sbcb.heads.side_layers import (
     make_side_layer,
     make_side_layers,
 )
+from sbcb.models.layers import LayerFactory, create_act_layer, get_norm_layer
 
 
 class AdaptiveWeightLearner(nn.Module):
@@ -27,17 +28,27 @@ class AdaptiveWeightLearner(nn.Module):
         channels: N*K.
         pre_relu: Leading ReLU (official addition, not in the original DFF).
         sigmoid: Trailing sigmoid (P Fig. 3; absent in the original DFF code and in blette's variant).
+        norm_layer: Norm after each conv, a name or a class called as ``norm_layer(channels)`` (default BN).
+        act_layer: Activation between them, a name or a class (default ReLU).
     """
 
-    def __init__(self, channels: int, *, pre_relu: bool = True, sigmoid: bool = True) -> None:
+    def __init__(
+        self,
+        channels: int,
+        *,
+        pre_relu: bool = True,
+        sigmoid: bool = True,
+        norm_layer: str | LayerFactory = "batchnorm",
+        act_layer: str | LayerFactory = "relu",
+    ) -> None:
         super().__init__()
         self.pre_relu = pre_relu
         self.sigmoid = sigmoid
         layers: list[nn.Module] = []
         for i in range(3):
-            layers += [nn.Conv2d(channels, channels, 1, bias=False), nn.BatchNorm2d(channels)]
+            layers += [nn.Conv2d(channels, channels, 1, bias=False), get_norm_layer(norm_layer)(channels)]
             if i < 2:
-                layers.append(nn.ReLU(inplace=True))
+                layers.append(create_act_layer(act_layer, inplace=True))
         self.layers = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -68,6 +79,9 @@ class DFFHead(nn.Module):
         awl_pre_relu: Leading ReLU of the weight learner (official: on).
         awl_sigmoid: Trailing sigmoid of the weight learner (official: on; blette's variant: off).
         original_norm: BN in the original side layer.
+        norm_layer: Norm of the side layers, a name (``"batchnorm"``, default) or a class called as
+            ``norm_layer(channels)``, as in timm.
+        act_layer: Activation of the side layers, a name (``"relu"``, default) or a class.
         init: ``"kaiming"`` (fan_out, default) or ``"normal"`` (std 0.01).
     """
 
@@ -90,6 +104,8 @@ class DFFHead(nn.Module):
         awl_pre_relu: bool = True,
         awl_sigmoid: bool = True,
         original_norm: bool = True,
+        norm_layer: str | LayerFactory = "batchnorm",
+        act_layer: str | LayerFactory = "relu",
         init: str = "kaiming",
     ) -> None:
         super().__init__()
@@ -106,6 +122,8 @@ class DFFHead(nn.Module):
             "awl_pre_relu": bool(awl_pre_relu),
             "awl_sigmoid": bool(awl_sigmoid),
             "original_norm": bool(original_norm),
+            "norm_layer": norm_layer,
+            "act_layer": act_layer,
             "init": init,
         }
         n, k = len(channels), self.num_classes
@@ -118,6 +136,8 @@ class DFFHead(nn.Module):
                 last_bias=last_bias,
                 strides=strides,
                 original_norm=original_norm,
+                norm_layer=norm_layer,
+                act_layer=act_layer,
             )
         )
         self.weight_branch = make_side_layer(
@@ -127,8 +147,12 @@ class DFFHead(nn.Module):
             bias=True,
             stride=None if strides is None else strides[-1],
             original_norm=original_norm,
+            norm_layer=norm_layer,
+            act_layer=act_layer,
         )
-        self.awl = AdaptiveWeightLearner(n * k, pre_relu=awl_pre_relu, sigmoid=awl_sigmoid)
+        self.awl = AdaptiveWeightLearner(
+            n * k, pre_relu=awl_pre_relu, sigmoid=awl_sigmoid, norm_layer=norm_layer, act_layer=act_layer
+        )
         init_weights(self, init=init)
 
     def forward(self, features: list[Tensor], output_size: tuple[int, int]) -> dict[str, Tensor]:

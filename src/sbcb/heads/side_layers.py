@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sbcb.models.layers import LayerFactory, create_act_layer, get_norm_layer
+
 SIDE_LAYERS = ("sbcb", "original")
 INITS = ("kaiming", "normal")
 
@@ -74,12 +76,23 @@ class SideLayer(nn.Module):
         in_channels: C_in of the side feature.
         out_channels: C_out: 1 for a binary side, K for the semantic side.
         bias: Bias on the final 3x3 conv (the 1x1 conv never has one: BN follows it).
+        norm_layer: Norm after the 1x1 conv, a name or a class called as ``norm_layer(C_out)`` (default BN).
+        act_layer: Activation after it, a name or a class (default ReLU).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, *, bias: bool = False) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        bias: bool = False,
+        norm_layer: str | LayerFactory = "batchnorm",
+        act_layer: str | LayerFactory = "relu",
+    ) -> None:
         super().__init__()
         self.reduce = nn.Conv2d(in_channels, out_channels, 1, bias=False)
-        self.norm = nn.BatchNorm2d(out_channels)
+        self.norm = get_norm_layer(norm_layer)(out_channels)
+        self.act = create_act_layer(act_layer)
         self.pad = nn.ReflectionPad2d(1)
         # A full C_out -> C_out conv (it mixes classes), not a depthwise one: matches the official parameter count.
         self.conv = nn.Conv2d(out_channels, out_channels, 3, bias=bias)
@@ -87,7 +100,7 @@ class SideLayer(nn.Module):
     def resized(self, x: Tensor, output_size: tuple[int, int]) -> Tensor:
         """The part before the 3x3 conv: ``[B, C_in, h, w]`` to ``[B, C_out, H, W]`` (1x1 + BN + ReLU, resize)."""
         # 1x1 first, at the feature's own resolution: only C_out channels are upsampled.
-        x = F.relu(self.norm(self.reduce(x)))
+        x = self.act(self.norm(self.reduce(x)))
         if x.device.type == "cpu":
             # oneDNN's full-resolution 3x3 conv on few channels runs faster on NHWC; converting the small tensor
             # before the resize makes the resize write NHWC directly (benchmarks/wrapper_overhead.py).
@@ -115,9 +128,19 @@ class OriginalSideLayer(nn.Module):
         stride: The feature's reduction relative to the network input: 1 (no upsampling) or an even integer.
         bias: Bias on the 1x1 conv.
         norm: BN after the 1x1 conv (P Fig. 2 draws it; blette's original-CASENet variant has none).
+        norm_layer: That norm, a name or a class called as ``norm_layer(C_out)`` (default BN).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, *, stride: int, bias: bool = False, norm: bool = True):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        stride: int,
+        bias: bool = False,
+        norm: bool = True,
+        norm_layer: str | LayerFactory = "batchnorm",
+    ) -> None:
         super().__init__()
         if int(stride) != stride or stride < 1 or (stride > 1 and stride % 2):
             raise ValueError(
@@ -126,7 +149,7 @@ class OriginalSideLayer(nn.Module):
             )
         self.stride = int(stride)
         self.reduce = nn.Conv2d(in_channels, out_channels, 1, bias=bias)
-        self.norm = nn.BatchNorm2d(out_channels) if norm else nn.Identity()
+        self.norm = get_norm_layer(norm_layer)(out_channels) if norm else nn.Identity()
         if self.stride == 1:
             self.upsample = nn.Identity()
         else:
@@ -152,20 +175,26 @@ class BasicBlock(nn.Module):
 
     Args:
         channels: C, input = output channels.
+        norm_layer: Norm after each conv, a name or a class called as ``norm_layer(C)`` (default BN).
+        act_layer: Activation, a name or a class (default ReLU).
     """
 
-    def __init__(self, channels: int) -> None:
+    def __init__(
+        self, channels: int, *, norm_layer: str | LayerFactory = "batchnorm", act_layer: str | LayerFactory = "relu"
+    ) -> None:
         super().__init__()
+        norm = get_norm_layer(norm_layer)
         self.conv1 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(channels)
+        self.bn1 = norm(channels)
         self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(channels)
+        self.bn2 = norm(channels)
+        self.act = create_act_layer(act_layer)
 
     def forward(self, x: Tensor) -> Tensor:
         """``[B, C, h, w]`` -> ``[B, C, h, w]``."""
-        y = F.relu(self.bn1(self.conv1(x)))
+        y = self.act(self.bn1(self.conv1(x)))
         y = self.bn2(self.conv2(y))
-        return F.relu(y + x)
+        return self.act(y + x)
 
 
 class SideBlock(nn.Module):
@@ -174,11 +203,20 @@ class SideBlock(nn.Module):
     Args:
         side: The side layer applied after the blocks (`SideLayer` or `OriginalSideLayer`).
         in_channels: C_in of the side feature (the blocks' width).
+        norm_layer, act_layer: Of the blocks, as in `BasicBlock`.
     """
 
-    def __init__(self, side: nn.Module, in_channels: int) -> None:
+    def __init__(
+        self,
+        side: nn.Module,
+        in_channels: int,
+        *,
+        norm_layer: str | LayerFactory = "batchnorm",
+        act_layer: str | LayerFactory = "relu",
+    ) -> None:
         super().__init__()
-        self.blocks = nn.Sequential(BasicBlock(in_channels), BasicBlock(in_channels))
+        layers = {"norm_layer": norm_layer, "act_layer": act_layer}
+        self.blocks = nn.Sequential(BasicBlock(in_channels, **layers), BasicBlock(in_channels, **layers))
         self.side = side
 
     def forward(self, x: Tensor, output_size: tuple[int, int]) -> Tensor:
@@ -217,6 +255,8 @@ def make_side_layer(
     bias: bool,
     stride: int | None = None,
     original_norm: bool = True,
+    norm_layer: str | LayerFactory = "batchnorm",
+    act_layer: str | LayerFactory = "relu",
 ) -> nn.Module:
     """Build one side layer of the requested kind.
 
@@ -227,13 +267,17 @@ def make_side_layer(
         bias: For ``"sbcb"`` the bias of the 3x3 conv; for ``"original"`` the bias of the 1x1 conv.
         stride: Feature stride, required for ``"original"``.
         original_norm: BN in the original side layer.
+        norm_layer, act_layer: Norm and activation layers (a name or a class; the original side layer has no
+            activation).
     """
     if side_layer == "sbcb":
-        return SideLayer(in_channels, out_channels, bias=bias)
+        return SideLayer(in_channels, out_channels, bias=bias, norm_layer=norm_layer, act_layer=act_layer)
     if side_layer == "original":
         if stride is None:
             raise ValueError("side_layer='original' needs the sides' strides: pass strides=[...] (one per side)")
-        return OriginalSideLayer(in_channels, out_channels, stride=stride, bias=bias, norm=original_norm)
+        return OriginalSideLayer(
+            in_channels, out_channels, stride=stride, bias=bias, norm=original_norm, norm_layer=norm_layer
+        )
     raise ValueError(f"side_layer must be one of {SIDE_LAYERS}, got {side_layer!r}")
 
 
@@ -246,13 +290,15 @@ def make_side_layers(
     last_bias: bool,
     strides: Sequence[int] | None,
     original_norm: bool,
+    norm_layer: str | LayerFactory = "batchnorm",
+    act_layer: str | LayerFactory = "relu",
 ) -> list[nn.Module]:
     """One side layer per side: sides 1..N-1 binary (1 channel), side N semantic (K channels).
 
     Args:
         in_channels: C_i of each side, side 1 first.
         num_classes: K, the semantic side's output channels.
-        side_layer, strides, original_norm: As in `make_side_layer`.
+        side_layer, strides, original_norm, norm_layer, act_layer: As in `make_side_layer`.
         side_bias: Bias of the binary sides' final conv.
         last_bias: Bias of the semantic side's final conv.
     """
@@ -265,6 +311,8 @@ def make_side_layers(
             bias=last_bias if i == n - 1 else side_bias,
             stride=None if strides is None else strides[i],
             original_norm=original_norm,
+            norm_layer=norm_layer,
+            act_layer=act_layer,
         )
         for i, c in enumerate(in_channels)
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 
 from torch import nn
@@ -28,6 +29,13 @@ def get_act_layer(act_layer: str | LayerFactory) -> LayerFactory:
     if act_layer not in _ACTS:
         raise ValueError(f"unknown act_layer {act_layer!r}; use one of {sorted(_ACTS)} or a callable")
     return _ACTS[act_layer]
+
+
+def create_act_layer(act_layer: str | LayerFactory, *, inplace: bool = False) -> nn.Module:
+    """An activation module from a name or callable; `inplace` is passed only to classes that take it (ReLU)."""
+    act = get_act_layer(act_layer)
+    takes_inplace = isinstance(act, type) and "inplace" in inspect.signature(act).parameters
+    return act(inplace=True) if inplace and takes_inplace else act()
 
 
 class ConvNormAct(nn.Sequential):
