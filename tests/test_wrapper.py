@@ -89,6 +89,17 @@ def test_explicit_sides_measure_channels_and_strides():
     assert [tuple(f.shape) for f in feats] == [(2, 8, 32, 48), (2, 16, 16, 24), (2, 24, 8, 12), (2, 40, 2, 3)]
 
 
+def test_head_strides_come_from_the_sides_not_from_head_options():
+    net = SBCB(TinySeg(), num_classes=K, sides=SIDES, head_options={"side_layer": "original"}, probe_size=(64, 64))
+    # TinySeg's strides 2, 4, 8, 32: the original side layers upsample each side by its own stride
+    assert [side.stride for side in net.head.sides] == [2, 4, 8, 32]
+    assert net.config["head_options"] == {"side_layer": "original"}
+    old = {**net.config, "head_options": {"side_layer": "original", "strides": [2, 4, 8, 32]}}  # sbcb <= 0.2.0
+    assert [side.stride for side in SBCB(TinySeg(), **old, probe_size=(64, 64)).head.sides] == [2, 4, 8, 32]
+    with pytest.raises(ValueError, match="strides"):
+        SBCB(TinySeg(), num_classes=K, sides=SIDES, head_options={"strides": [2, 4, 8, 16]}, probe_size=(64, 64))
+
+
 def test_train_forward_is_the_users_forward_and_eval_returns_logits():
     a, b = _twins()
     net = SBCB(a, num_classes=K, sides=SIDES, probe_size=(64, 64))

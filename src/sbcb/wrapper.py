@@ -143,9 +143,12 @@ class SBCB(Segmentor):
         self.aux_info: FeatureInfo | None = aux_infos[0] if aux_infos else None
 
         options = dict(head_options or {})
-        if options.get("side_layer") == "original" and "strides" not in options:
-            options["strides"] = [info.reduction for info in side_infos]
-        self.head = build_head(head, [info.num_chs for info in side_infos], 1 if binary else num_classes, **options)
+        # strides come from the model, never from the options (configs of sbcb <= 0.2.0 repeated them there)
+        strides = [info.reduction for info in side_infos]
+        if list(options.pop("strides", strides)) != strides:
+            raise ValueError(f"the head's strides come from the sides ({strides}): drop 'strides' from head_options")
+        channels = [info.num_chs for info in side_infos]
+        self.head = build_head(head, channels, 1 if binary else num_classes, strides=strides, **options)
         self.aux_head = FCNAuxHead(self.aux_info.num_chs, num_classes) if self.aux_info is not None else None
         # JSON-typed constructor options (everything but the model), for checkpoints and logs
         self.config: dict[str, Any] = {
