@@ -7,8 +7,9 @@ imported on first use of the names below.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from typing import TYPE_CHECKING
+
+from sbcb._lazy import lazy_getattr
 
 __version__ = "0.2.0"
 
@@ -24,11 +25,15 @@ _LAZY = {
     "DDSHead": "sbcb.heads",
 }
 
+if TYPE_CHECKING:  # the names for type checkers and IDEs; at run time `__getattr__` imports on first use
+    from sbcb.boundaries import boundaries_to_binary as boundaries_to_binary
+    from sbcb.boundaries import mask_to_boundaries as mask_to_boundaries
+    from sbcb.boundaries import mask_to_boundaries_torch as mask_to_boundaries_torch
+    from sbcb.heads import CASENetHead as CASENetHead
+    from sbcb.heads import DDSHead as DDSHead
+    from sbcb.heads import DFFHead as DFFHead
+    from sbcb.segmentor import Segmentor as Segmentor
+    from sbcb.wrapper import SBCB as SBCB
+
 __all__ = ["__version__", *_LAZY]
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'sbcb' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr(__name__, _LAZY)

@@ -6,9 +6,9 @@ Names are imported lazily so that `import sbcb.data` does not pull in every load
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from typing import TYPE_CHECKING
 
+from sbcb._lazy import lazy_getattr
 from sbcb.data.base import DatasetInfo
 
 _LAZY = {
@@ -28,11 +28,21 @@ _LAZY = {
     "build_eval_transform": "sbcb.data.transforms",
 }
 
+if TYPE_CHECKING:  # the names for type checkers and IDEs; at run time `__getattr__` imports on first use
+    from sbcb.data.ade20k import ADE20K as ADE20K
+    from sbcb.data.bdd100k import BDD100K as BDD100K
+    from sbcb.data.camvid import CamVid as CamVid
+    from sbcb.data.cityscapes import Cityscapes as Cityscapes
+    from sbcb.data.folder import FolderDataset as FolderDataset
+    from sbcb.data.loader import TransformedDataset as TransformedDataset
+    from sbcb.data.loader import build_dataloader as build_dataloader
+    from sbcb.data.registry import build_dataset as build_dataset
+    from sbcb.data.registry import list_datasets as list_datasets
+    from sbcb.data.synthetic import SyntheticStreets as SyntheticStreets
+    from sbcb.data.synthia import Synthia as Synthia
+    from sbcb.data.transforms import build_eval_transform as build_eval_transform
+    from sbcb.data.transforms import build_train_transform as build_train_transform
+    from sbcb.data.validation import DataError as DataError
+
 __all__ = ["DatasetInfo", *_LAZY]
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'sbcb.data' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr(__name__, _LAZY)

@@ -5,8 +5,9 @@ Names are imported lazily so that `import sbcb.metrics` stays cheap (numba loads
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from typing import TYPE_CHECKING
+
+from sbcb._lazy import lazy_getattr
 
 _LAZY = {
     "MeanIoU": "sbcb.metrics.miou",
@@ -26,11 +27,22 @@ _LAZY = {
     "match_count": "sbcb.metrics.matching",
 }
 
+if TYPE_CHECKING:  # the names for type checkers and IDEs; at run time `__getattr__` imports on first use
+    from sbcb.metrics.boundary_f import BoundaryFScore as BoundaryFScore
+    from sbcb.metrics.boundary_f import boundary_fscore as boundary_fscore
+    from sbcb.metrics.boundary_f import boundary_fscores as boundary_fscores
+    from sbcb.metrics.boundary_f import seg2bmap as seg2bmap
+    from sbcb.metrics.matching import match_count as match_count
+    from sbcb.metrics.miou import MeanIoU as MeanIoU
+    from sbcb.metrics.miou import confusion_matrix as confusion_matrix
+    from sbcb.metrics.miou import scores_from_confusion as scores_from_confusion
+    from sbcb.metrics.sbd import SBDEvaluator as SBDEvaluator
+    from sbcb.metrics.sbd import cityscapes_sbd_gt as cityscapes_sbd_gt
+    from sbcb.metrics.sbd import evaluate_folders as evaluate_folders
+    from sbcb.metrics.sbd import image_counts as image_counts
+    from sbcb.metrics.sbd import prepare_sbd_gt as prepare_sbd_gt
+    from sbcb.metrics.sbd import sbd_scores as sbd_scores
+    from sbcb.metrics.thinning import thin as thin
+
 __all__ = list(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'sbcb.metrics' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr(__name__, _LAZY)

@@ -11,8 +11,9 @@ Names are imported lazily so that ``import sbcb.train`` stays cheap.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from typing import TYPE_CHECKING
+
+from sbcb._lazy import lazy_getattr
 
 _LAZY = {
     "train": "sbcb.train.loop",
@@ -30,11 +31,20 @@ _LAZY = {
     "poly_lr": "sbcb.train.schedule",
 }
 
+if TYPE_CHECKING:  # the names for type checkers and IDEs; at run time `__getattr__` imports on first use
+    from sbcb.train.checkpoint import CheckpointManager as CheckpointManager
+    from sbcb.train.checkpoint import load_checkpoint as load_checkpoint
+    from sbcb.train.checkpoint import load_model as load_model
+    from sbcb.train.config import Config as Config
+    from sbcb.train.config import TrainSettings as TrainSettings
+    from sbcb.train.evaluate import evaluate as evaluate
+    from sbcb.train.evaluate import predict_logits as predict_logits
+    from sbcb.train.loop import NonFiniteLossError as NonFiniteLossError
+    from sbcb.train.loop import TrainResult as TrainResult
+    from sbcb.train.loop import train as train
+    from sbcb.train.run import run_training as run_training
+    from sbcb.train.schedule import PolySchedule as PolySchedule
+    from sbcb.train.schedule import poly_lr as poly_lr
+
 __all__ = list(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'sbcb.train' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_getattr(__name__, _LAZY)
