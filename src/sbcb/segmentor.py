@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sbcb.adapters import find_backbone
+from sbcb.adapters.torchvision import segmentation_output
 from sbcb.contract import HasAuxiliaryHeads
 
 
@@ -53,8 +55,6 @@ class SBCBOutput(NamedTuple):
 def _torchvision_seg_output(model: nn.Module) -> Callable[[Any], Tensor] | None:
     """torchvision's segmentation models return ``{"out": logits, ...}``; everything else returns the tensor."""
     if type(model).__module__.startswith("torchvision.models.segmentation"):
-        from sbcb.adapters.torchvision import segmentation_output
-
         return segmentation_output
     return None
 
@@ -200,8 +200,6 @@ class Segmentor(nn.Module):
         parent module, has no decoder parameters here.
         """
         if self._backbone is None:
-            from sbcb.adapters import find_backbone
-
             try:
                 spec = find_backbone(self.model, **self._probe)
                 self._backbone = backbone_module([level.module for level in spec.levels])

@@ -24,7 +24,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from sbcb.adapters import find_backbone  # adapters import timm/smp/torchvision only inside functions
+from sbcb.boundaries import mask_to_boundaries, mask_to_boundaries_torch, unpack_boundaries
 from sbcb.features import FeatureInfo, FeatureTaps, default_sides, probe_features, resolve_module
+from sbcb.heads import HEADS, build_head
+from sbcb.heads.fcn_aux import FCNAuxHead
+from sbcb.losses import sbd_loss_terms
 from sbcb.segmentor import SBCBOutput, Segmentor, backbone_module
 
 
@@ -90,9 +95,6 @@ class SBCB(Segmentor):
         super().__init__(
             model, num_classes=num_classes, ignore_index=ignore_index, probe_size=probe_size, in_chans=in_chans
         )
-        from sbcb.heads import HEADS, build_head
-        from sbcb.heads.fcn_aux import FCNAuxHead
-
         if head not in HEADS:
             raise ValueError(f"head must be one of {sorted(HEADS)}, got {head!r}")
         if not 0.0 < head_scale <= 1.0:
@@ -111,8 +113,6 @@ class SBCB(Segmentor):
         needs_spec |= any(isinstance(s, str) and s not in names for s in [*(sides or []), fcn_aux])
         spec = None
         if needs_spec:
-            from sbcb.adapters import find_backbone  # adapters import timm/smp/torchvision only inside functions
-
             try:
                 spec = find_backbone(model, hrnet_stem=hrnet_stem, **probe)
             except ValueError:
@@ -242,15 +242,11 @@ class SBCB(Segmentor):
         if target_boundaries is None and target_mask.device.type == "cpu":
             # Same bands; the exact scan of `sbcb.boundaries` is ~200x faster than the max-pool twin on the CPU
             # (benchmarks/wrapper_overhead.py, "GT on device").
-            from sbcb.boundaries import mask_to_boundaries
-
             masks = target_mask.numpy()
             instances = [None] * len(masks) if instance_mask is None else instance_mask.numpy()
             bands = [mask_to_boundaries(m, k, self.radius, self.ignore_index, i) for m, i in zip(masks, instances)]
             return torch.from_numpy(np.stack(bands))
         if target_boundaries is None:
-            from sbcb.boundaries import mask_to_boundaries_torch
-
             return mask_to_boundaries_torch(
                 target_mask.long(),
                 k,
@@ -267,8 +263,6 @@ class SBCB(Segmentor):
         if channels == k:
             return target_boundaries.bool()
         if target_boundaries.dtype == torch.uint8 and channels == math.ceil(k / 8):
-            from sbcb.boundaries import unpack_boundaries
-
             return unpack_boundaries(target_boundaries, k)
         raise ValueError(
             f"target_boundaries has {channels} channels; expected K = {k} (dense) or {math.ceil(k / 8)} (packed uint8)"
@@ -294,8 +288,6 @@ class SBCB(Segmentor):
             ``{"loss_seg", "loss_sbd_<output>"..., "loss_aux" (with fcn_aux), the model's own aux losses}``; the
             SBD terms and their weights (alpha, beta) follow the head's `loss_plan`.
         """
-        from sbcb.losses import sbd_loss_terms
-
         if not isinstance(outputs, SBCBOutput):
             raise TypeError("compute_losses() takes the SBCBOutput of forward_outputs()")
         ce_target = self._ce_target(masks)

@@ -15,6 +15,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from sbcb.adapters import smp as smp_adapter
+from sbcb.adapters import timm as timm_adapter
+from sbcb.adapters import torchvision as tv_adapter
+from sbcb.contract import DeclaresSides
 from sbcb.features import FeatureInfo, probe_features
 
 
@@ -58,11 +62,6 @@ def find_backbone(
     Raises:
         ValueError: nothing recognisable; the message says how to pass `sides` by hand.
     """
-    from sbcb.adapters import smp as smp_adapter
-    from sbcb.adapters import timm as timm_adapter
-    from sbcb.adapters import torchvision as tv_adapter
-    from sbcb.contract import DeclaresSides
-
     if isinstance(model, DeclaresSides):
         # The model names the paper's sides itself (sbcb's own models): taken as they are, only measured.
         levels = probe_features(model, model.sbcb_sides(), input_size=input_size, in_chans=in_chans)

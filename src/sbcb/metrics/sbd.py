@@ -26,7 +26,7 @@ from sbcb.data.cityscapes import CITYSCAPES_CLASSES, INSTANCE_LABEL_IDS, label_i
 from sbcb.metrics import _kernels
 from sbcb.metrics.matching import disk_offsets, match_count_scipy
 from sbcb.metrics.miou import _as_numpy
-from sbcb.metrics.thinning import LUT_FIRST, LUT_SECOND, _check_variant, thin_numpy
+from sbcb.metrics.thinning import LUT_FIRST, LUT_SECOND, _check_variant, thin, thin_numpy
 
 COUNT_FIELDS = ("count_r", "sum_r", "count_p", "sum_p")
 
@@ -160,8 +160,6 @@ def cityscapes_sbd_gt(
 
 def thin_fast(mask: np.ndarray) -> np.ndarray:
     """`thinning.thin` (numba kernel when available)."""
-    from sbcb.metrics.thinning import thin
-
     return thin(mask)
 
 
