@@ -17,6 +17,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from sbcb.models import build_model, model_spec, strip_model, stripped_kwargs
+from sbcb.train.checkpoint import FORMAT, atomic_save, load_checkpoint, versions
+
 
 @dataclass
 class ExportReport:
@@ -33,9 +36,6 @@ class ExportReport:
 
 def load_stripped(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any], int]:
     """(stripped segmentor in eval mode, its `build_model` kwargs, parameter count of the unstripped model)."""
-    from sbcb.models import build_model, strip_model, stripped_kwargs
-    from sbcb.train.checkpoint import load_checkpoint
-
     ckpt = load_checkpoint(path)
     kwargs = dict(ckpt["model"]["kwargs"])
     model = build_model(**kwargs)
@@ -48,9 +48,6 @@ def save_stripped_checkpoint(
     model: nn.Module, kwargs: dict[str, Any], path: str | os.PathLike, *, source: dict[str, Any] | None = None
 ) -> Path:
     """A checkpoint of the stripped model that `sbcb.train.load_model` rebuilds without the SBCB wrapper."""
-    from sbcb.models import model_spec
-    from sbcb.train.checkpoint import FORMAT, atomic_save, versions
-
     source = source or {}
     ckpt = {
         "format": FORMAT,
@@ -156,8 +153,6 @@ def export_checkpoint(
         refs = [model(x) for x in samples]
 
     if stripped is not None:
-        from sbcb.train.checkpoint import load_checkpoint
-
         report.stripped_checkpoint = save_stripped_checkpoint(
             model, kwargs, stripped, source=load_checkpoint(checkpoint)
         )
