@@ -14,7 +14,8 @@ Fairness rules (enforced here, not per variant):
   ``torch.manual_seed(s)``; heads are built afterwards from another seeded stream).
 - The training stream is `sbcb.train.sampler.StreamSampler` seeded with ``s``: the same images, in the same order,
   with the same per-sample augmentation seeds, for every variant.
-- The optimiser (SGD, momentum 0.9, wd 5e-4), poly schedule, iterations, batch and crop are shared settings.
+- The optimiser (SGD, momentum 0.9, wd 5e-4), poly schedule, iterations, batch and crop are shared settings: one
+  `sbcb.train.Config` (`make_config`), the configuration ``sbcb train`` uses; the results record `SETTINGS_KEYS`.
 """
 
 from __future__ import annotations
@@ -25,38 +26,44 @@ import platform
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from sbcb.train.config import Config
+
 VARIANTS = ("baseline", "fcn", "bbcb", "casenet", "dff", "dds")
 METRICS = ("miou", "bf3", "bf5", "bf9", "bf12", "sbd_mf")
 
 
-@dataclass
-class Settings:
-    """Shared settings of every run (stored with each result)."""
+# The `Config` keys the benchmarks use (stored with each result); every other key keeps its default, unused here.
+SETTINGS_KEYS = (
+    "arch", "encoder", "output_stride", "crop", "scale_range", "iters", "batch_size", "lr", "momentum",
+    "weight_decay", "poly_power", "min_lr", "alpha", "beta", "radius", "sbd_thresholds",
+)  # fmt: skip
+# Where the benchmarks differ from `Config`'s defaults (the paper's recipe): a small, fast model and schedule.
+BENCHMARK_DEFAULTS = {
+    "arch": "deeplabv3plus",
+    "encoder": "resnet18",
+    "output_stride": 16,
+    "crop": (64, 128),
+    "iters": 200,
+    "batch_size": 4,
+    "sbd_thresholds": 33,
+}
 
-    arch: str = "deeplabv3plus"
-    encoder: str = "resnet18"
-    output_stride: int = 16
-    crop: tuple[int, int] = (64, 128)
-    scale_range: tuple[float, float] = (0.5, 2.0)
-    iters: int = 200
-    batch_size: int = 4
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    poly_power: float = 0.9
-    min_lr: float = 1e-4
-    alpha: float = 5.0
-    beta: float = 1.0
-    radius: float = 2.0
-    sbd_thresholds: int = 33
-    threads: int = 1
+
+def make_config(**overrides: Any) -> Config:
+    """The shared settings of every run: `BENCHMARK_DEFAULTS` and `overrides` (flat `Config` keys) over `Config`."""
+    return Config.from_flat({**BENCHMARK_DEFAULTS, **overrides}, source="benchmark settings")
+
+
+def settings_record(settings: Config, *, threads: int) -> dict[str, Any]:
+    """The `SETTINGS_KEYS` values and the torch thread count: what a result records of its settings."""
+    flat = settings.flat()
+    return {**{key: flat[key] for key in SETTINGS_KEYS}, "threads": threads}
 
 
 class CachedDataset:
@@ -73,7 +80,7 @@ class CachedDataset:
         return self.samples[index]
 
 
-def build_variant(variant: str, *, num_classes: int, seed: int, settings: Settings) -> nn.Module:
+def build_variant(variant: str, *, num_classes: int, seed: int, settings: Config) -> nn.Module:
     """The model to train for ``variant``; the segmentor's init depends only on ``seed`` (not on the variant).
 
     Returns:
@@ -86,19 +93,18 @@ def build_variant(variant: str, *, num_classes: int, seed: int, settings: Settin
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; use one of {', '.join(VARIANTS)}")
     torch.manual_seed(seed)
-    segmentor = build_segmentor(
-        settings.arch, num_classes=num_classes, encoder=settings.encoder, output_stride=settings.output_stride
-    )
+    m = settings.model
+    segmentor = build_segmentor(m.arch, num_classes=num_classes, encoder=m.encoder, output_stride=m.output_stride)
     if variant == "baseline":
         return segmentor
     torch.manual_seed(seed + 1_000_003)  # head init: its own stream, so the segmentor above is shared
-    probe = (max(64, settings.crop[0]), max(64, settings.crop[1]))
-    common = {"num_classes": num_classes, "radius": settings.radius, "probe_size": probe}
+    probe = (max(64, settings.data.crop[0]), max(64, settings.data.crop[1]))
+    common = {"num_classes": num_classes, "radius": settings.data.radius, "probe_size": probe}
     if variant == "fcn":
         return SBCB(segmentor, fcn_aux=True, alpha=0.0, beta=0.0, **common)
     if variant == "bbcb":
-        return SBCB(segmentor, binary=True, alpha=settings.alpha, beta=settings.beta, **common)
-    return SBCB(segmentor, head=variant, alpha=settings.alpha, beta=settings.beta, **common)
+        return SBCB(segmentor, binary=True, alpha=m.alpha, beta=m.beta, **common)
+    return SBCB(segmentor, head=variant, alpha=m.alpha, beta=m.beta, **common)
 
 
 def _collate(samples: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
@@ -110,10 +116,10 @@ def train_run(
     train_raw: Any,
     *,
     seed: int,
-    settings: Settings,
+    settings: Config,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Train ``model`` in place for ``settings.iters`` SGD steps on the seeded sample stream.
+    """Train ``model`` in place for ``settings.train.iters`` SGD steps on the seeded sample stream.
 
     Args:
         model: From `build_variant`.
@@ -132,19 +138,20 @@ def train_run(
     from sbcb.train.schedule import PolySchedule
 
     info = train_raw.info
+    opt = settings.train
     transform = build_train_transform(
-        tuple(settings.crop),
+        tuple(settings.data.crop),
         info.num_classes,
-        scale_range=tuple(settings.scale_range),
-        radius=settings.radius,
+        scale_range=tuple(settings.data.scale_range),
+        radius=settings.data.radius,
         ignore_index=info.ignore_index,
     )
     data = SeededDataset(TransformedDataset(train_raw, transform))
-    stream = iter(StreamSampler(len(data), batch_size=settings.batch_size, seed=seed))
+    stream = iter(StreamSampler(len(data), batch_size=opt.batch_size, seed=seed))
     device = next(model.parameters()).device
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(params, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay)
-    schedule = PolySchedule(optimizer, max_steps=settings.iters, power=settings.poly_power, min_lr=settings.min_lr)
+    optimizer = torch.optim.SGD(params, lr=opt.lr, momentum=opt.momentum, weight_decay=opt.weight_decay)
+    schedule = PolySchedule(optimizer, max_steps=opt.iters, power=opt.poly_power, min_lr=opt.min_lr)
     net = (
         model
         if isinstance(model, Segmentor)
@@ -153,8 +160,8 @@ def train_run(
     net.train()
     recent: list[float] = []
     start = time.perf_counter()
-    for step in range(settings.iters):
-        batch = _collate([data[next(stream)] for _ in range(settings.batch_size)])
+    for step in range(opt.iters):
+        batch = _collate([data[next(stream)] for _ in range(opt.batch_size)])
         schedule.set_step(step)
         images = batch["image"].to(device)
         labels = batch["label"].to(device)
@@ -167,18 +174,18 @@ def train_run(
         total.backward()
         optimizer.step()
         recent = (recent + [total.item()])[-10:]
-        if step % 25 == 0 or step == settings.iters - 1:
+        if step % 25 == 0 or step == opt.iters - 1:
             elapsed = time.perf_counter() - start
-            log(f"    step {step + 1}/{settings.iters} loss {recent[-1]:.4f} ({elapsed / (step + 1):.2f} s/step)")
+            log(f"    step {step + 1}/{opt.iters} loss {recent[-1]:.4f} ({elapsed / (step + 1):.2f} s/step)")
     return {"train_seconds": time.perf_counter() - start, "final_loss": statistics.fmean(recent)}
 
 
-def evaluate_run(model: nn.Module, val_set: Any, *, num_classes: int, settings: Settings) -> dict[str, Any]:
+def evaluate_run(model: nn.Module, val_set: Any, *, num_classes: int, settings: Config) -> dict[str, Any]:
     """mIoU and boundary F (3/5/9/12 px) of the stripped segmentor; SBD mF of the semantic head if there is one.
 
     Args:
         model: A trained `build_variant` model.
-        val_set: Evaluation samples with ``"boundaries"`` (packed, radius = ``settings.radius``).
+        val_set: Evaluation samples with ``"boundaries"`` (packed, radius = ``settings.data.radius``).
         num_classes: K.
         settings: Shared settings.
 
@@ -210,14 +217,14 @@ def padded_forward(fn: Callable[[torch.Tensor], Any], image: torch.Tensor, divis
 
 
 @torch.no_grad()
-def sbd_scores(model: nn.Module, val_set: Any, *, num_classes: int, settings: Settings) -> tuple[float, list[float]]:
+def sbd_scores(model: nn.Module, val_set: Any, *, num_classes: int, settings: Config) -> tuple[float, list[float]]:
     """SBD mean ODS F and per-class ODS F of the wrapper's fused SBD output (thin protocol, post-SEAL distance).
 
     Args:
         model: An `sbcb.SBCB` wrapper with a semantic head.
         val_set: Samples with ``"image"`` [3, H, W] and packed ``"boundaries"``.
         num_classes: K.
-        settings: ``sbd_thresholds`` is used.
+        settings: ``train.sbd_thresholds`` is used.
 
     Returns:
         (mean ODS F, [K] ODS F), fractions.
@@ -225,7 +232,7 @@ def sbd_scores(model: nn.Module, val_set: Any, *, num_classes: int, settings: Se
     from sbcb.metrics.sbd import SBDEvaluator
     from sbcb.train.evaluate import dense_boundaries
 
-    evaluator = SBDEvaluator(num_classes, thresholds=settings.sbd_thresholds)
+    evaluator = SBDEvaluator(num_classes, thresholds=settings.train.sbd_thresholds)
     device = next(model.parameters()).device
     model.eval()
     for sample in val_set:
@@ -248,7 +255,8 @@ def run_grid(
     *,
     train_raw: Any,
     val_set: Any,
-    settings: Settings,
+    settings: Config,
+    threads: int = 1,
     on_result: Callable[[dict[str, Any]], None] | None = None,
     keep_models: bool = False,
     log: Callable[[str], None] = print,
@@ -259,7 +267,7 @@ def run_grid(
         (runs, models): one result dict per run (``variant``, ``seed``, METRICS, ``iou``, timings) and, with
         ``keep_models``, the trained models keyed by (variant, seed).
     """
-    torch.set_num_threads(settings.threads)
+    torch.set_num_threads(threads)
     num_classes = train_raw.info.num_classes
     runs: list[dict[str, Any]] = []
     models: dict[tuple[str, int], nn.Module] = {}
@@ -365,8 +373,9 @@ def markdown_report(
     command: str,
     runs: Sequence[Mapping[str, Any]],
     summary: Mapping[str, Mapping[str, Any]],
-    settings: Settings,
+    settings: Config,
     *,
+    threads: int,
     class_names: Sequence[str] | None = None,
     notes: Sequence[str] = (),
 ) -> str:
@@ -375,7 +384,7 @@ def markdown_report(
     lines += [
         "Percent; mean ± sample std over seeds. Segmentation metrics are of the **stripped** segmentor (same",
         "architecture and cost for every variant); SBD mF (thin protocol, OTF GT of the eval "
-        f"transform, {settings.sbd_thresholds} thresholds) only exists for semantic SBD heads.",
+        f"transform, {settings.train.sbd_thresholds} thresholds) only exists for semantic SBD heads.",
         "",
         "| variant | n | mIoU | BF 3px | BF 5px | BF 9px | BF 12px | SBD mF |",
         "|---|---|---|---|---|---|---|---|",
@@ -419,14 +428,14 @@ def markdown_report(
             rows = [r["iou"] for r in runs if r["variant"] == variant]
             means = [np.nanmean([row[k] for row in rows]) for k in range(len(class_names))]
             lines.append(f"| {variant} | " + " | ".join(f"{100 * v:.1f}" for v in means) + " |")
-    lines += ["", "Settings (identical for every variant):", "", "```", *_settings_lines(settings), "```"]
+    lines += ["", "Settings (identical for every variant):", "", "```", *_settings_lines(settings, threads), "```"]
     if notes:
         lines += ["", *notes]
     return "\n".join(lines) + "\n"
 
 
-def _settings_lines(settings: Settings) -> list[str]:
-    return [f"{k}: {v}" for k, v in asdict(settings).items()]
+def _settings_lines(settings: Config, threads: int) -> list[str]:
+    return [f"{k}: {v}" for k, v in settings_record(settings, threads=threads).items()]
 
 
 def write_results(results_dir: Any, stem: str, doc: Mapping[str, Any], markdown: str) -> None:

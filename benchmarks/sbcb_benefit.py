@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -46,8 +45,10 @@ def _init_data(n_train: int, n_val: int, image_size: tuple[int, int], radius: fl
 
 
 def _one_run(task: tuple) -> dict:
-    variant, seed, settings = task
-    runs, _ = P.run_grid([variant], [seed], train_raw=_DATA["train"], val_set=_DATA["val"], settings=settings)
+    variant, seed, settings, threads = task
+    runs, _ = P.run_grid(
+        [variant], [seed], train_raw=_DATA["train"], val_set=_DATA["val"], settings=settings, threads=threads
+    )
     return runs[0]
 
 
@@ -75,11 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     from sbcb.data import SyntheticStreets
 
     quick = args.quick
-    settings = P.Settings(
-        crop=tuple(args.crop or (64, 128)),
-        iters=args.iters or (20 if quick else 200),
-        threads=args.threads or 1,
-    )
+    settings = P.make_config(crop=tuple(args.crop or (64, 128)), iters=args.iters or (20 if quick else 200))
+    threads = args.threads or 1
     image_size = tuple(args.image_size or (128, 256))
     n_train = args.train_samples or (16 if quick else 96)
     n_val = args.val_samples or (8 if quick else 24)
@@ -87,10 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     seeds = args.seeds if args.seeds is not None else ([0, 1] if quick else [0, 1, 2])
     stem = args.name or ("sbcb_benefit_quick" if quick else "sbcb_benefit")
     command = "python benchmarks/sbcb_benefit.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    torch.set_num_threads(settings.threads)
+    torch.set_num_threads(threads)
 
     dataset = {"name": "synthetic", "image_size": list(image_size), "train_samples": n_train, "val_samples": n_val}
-    config = {"settings": asdict(settings), "dataset": dataset}
+    config = {"settings": P.settings_record(settings, threads=threads), "dataset": dataset}
     RESULTS.mkdir(parents=True, exist_ok=True)
     partial = RESULTS / f"{stem}.partial.jsonl"
     done: list[dict] = []
@@ -104,12 +102,12 @@ def main(argv: list[str] | None = None) -> int:
     finished = {(r["variant"], r["seed"]) for r in done}
     print(f"{len(done)} finished runs reused from {partial.name}" if done else "starting fresh", flush=True)
 
-    data_args = (n_train, n_val, image_size, settings.radius)
+    data_args = (n_train, n_val, image_size, settings.data.radius)
     todo = [(v, seed) for seed in seeds for v in variants if (v, seed) not in finished]
     runs = list(done)
     if todo:
         with P.run_pool(args.workers, _init_data, data_args) as pool:
-            for result in pool.imap_unordered(_one_run, [(v, seed, settings) for v, seed in todo]):
+            for result in pool.imap_unordered(_one_run, [(v, seed, settings, threads) for v, seed in todo]):
                 with partial.open("a") as f:
                     f.write(json.dumps({**result, "config": config}) + "\n")
                 runs.append(result)
@@ -120,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     for r in runs:
         r.pop("config", None)
-        r["settings"] = {**asdict(settings), **dataset}
+        r["settings"] = {**P.settings_record(settings, threads=threads), **dataset}
 
     summary = P.summarize(runs, variants)
     notes = [
@@ -129,12 +127,13 @@ def main(argv: list[str] | None = None) -> int:
         "weights, data stream and schedule per seed. Shared, contended CPU: timings are indicative only.",
     ]
     md = P.markdown_report(
-        "sbcb_benefit (synthetic streets)", command, runs, summary, settings, class_names=info.class_names, notes=notes
-    )
+        "sbcb_benefit (synthetic streets)", command, runs, summary, settings, threads=threads,
+        class_names=info.class_names, notes=notes,
+    )  # fmt: skip
     doc = {
         "benchmark": "sbcb_benefit",
         "command": command,
-        "settings": asdict(settings),
+        "settings": P.settings_record(settings, threads=threads),
         "dataset": dataset,
         "variants": variants,
         "seeds": seeds,

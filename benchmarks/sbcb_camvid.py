@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -81,8 +80,8 @@ def _one_run(task: tuple) -> dict:
 
     from sbcb.models import strip_model
 
-    variant, seed, settings, weights, pred_dir = task
-    torch.set_num_threads(settings.threads)
+    variant, seed, settings, threads, weights, pred_dir = task
+    torch.set_num_threads(threads)
     model = P.build_variant(variant, num_classes=_DATA["train"].info.num_classes, seed=seed, settings=settings)
     _load_weights(model, weights)
     trained = P.train_run(model, _DATA["train"], seed=seed, settings=settings)
@@ -174,19 +173,19 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # a wrong --root should say so before any worker starts
         print(f"error: can't read CamVid under {args.root}: {e}", file=sys.stderr)
         return 2
-    settings = P.Settings(
+    settings = P.make_config(
         crop=tuple(args.crop or ((128, 160) if quick else (240, 320))),
         iters=args.iters or (10 if quick else 500),
         batch_size=args.batch_size or 4,
-        threads=args.threads or 1,
     )
+    threads = args.threads or 1
     n_train, n_val = (16, 8) if quick else (None, None)
     variants = args.variants or ["baseline", "casenet"]
     seeds = args.seeds if args.seeds is not None else ([0, 1] if quick else [0, 1, 2])
     stem = args.name or ("sbcb_camvid_quick" if quick else "sbcb_camvid")
     command = "python benchmarks/sbcb_camvid.py " + " ".join(argv if argv is not None else sys.argv[1:])
     dataset = {"name": "camvid", "train_samples": n_train or 367, "val_samples": n_val or 101, "eval_size": [360, 480]}
-    config = {"settings": asdict(settings), "dataset": dataset, "weights": args.weights}
+    config = {"settings": P.settings_record(settings, threads=threads), "dataset": dataset, "weights": args.weights}
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     partial = RESULTS / f"{stem}.partial.jsonl"
@@ -202,10 +201,10 @@ def main(argv: list[str] | None = None) -> int:
     finished = {(r["variant"], r["seed"]) for r in done}
     todo = [(v, s) for s in seeds for v in variants if (v, s) not in finished]
     runs = list(done)
-    data_args = (args.root, n_train, n_val, settings.radius)
+    data_args = (args.root, n_train, n_val, settings.data.radius)
     if todo:
         with P.run_pool(args.workers, _init_data, data_args) as pool:
-            tasks = [(v, s, settings, args.weights, str(pred_dir)) for v, s in todo]
+            tasks = [(v, s, settings, threads, args.weights, str(pred_dir)) for v, s in todo]
             for result in pool.imap_unordered(_one_run, tasks):
                 with partial.open("a") as f:
                     f.write(json.dumps({**result, "config": config}) + "\n")
@@ -223,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in runs:
         r.pop("_predictions", None)
         r.pop("config", None)
-        r["settings"] = {**asdict(settings), **dataset}
+        r["settings"] = {**P.settings_record(settings, threads=threads), **dataset}
 
     summary = P.summarize(runs, variants)
     notes = [
@@ -236,13 +235,13 @@ def main(argv: list[str] | None = None) -> int:
         "prediction and its error map, red = wrong, black = void).",
     ]
     md = P.markdown_report(
-        "sbcb_camvid (CamVid val, 480x360)", command, runs, summary, settings, class_names=CAMVID_INFO.class_names,
-        notes=notes,
+        "sbcb_camvid (CamVid val, 480x360)", command, runs, summary, settings, threads=threads,
+        class_names=CAMVID_INFO.class_names, notes=notes,
     )  # fmt: skip
     doc = {
         "benchmark": "sbcb_camvid",
         "command": command,
-        "settings": asdict(settings),
+        "settings": P.settings_record(settings, threads=threads),
         "dataset": dataset,
         "weights": args.weights,
         "variants": variants,
