@@ -76,6 +76,13 @@ def test_no_import_circle_in_src():
     assert _cycle(graph) is None, " -> ".join(_cycle(graph) or [])
 
 
+def test_cli_subcommands_never_import_the_main_module():
+    # sbcb.cli.main loads the subcommands with importlib (not an edge the graph above sees), so a subcommand that
+    # imported it back would be a circle the cycle check misses: only `python -m sbcb` may import it
+    importers = {name for name, deps in _graph().items() if "sbcb.cli.main" in deps}
+    assert importers <= {"sbcb.__main__"}, importers
+
+
 def test_the_checker_finds_a_circle():
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) is None
