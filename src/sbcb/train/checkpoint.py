@@ -16,6 +16,7 @@ Everything in it is a tensor, a number, a string, a list/tuple or a dict of thos
 
 from __future__ import annotations
 
+import importlib.metadata as md
 import os
 import random
 import re
@@ -27,16 +28,15 @@ from typing import Any
 import numpy as np
 import torch
 
+import sbcb
+from sbcb.models import build_model
+
 FORMAT = 1
 _NUMBERED = re.compile(r"^iter_(\d+)\.pt$")
 
 
 def versions() -> dict[str, str]:
     """Versions of sbcb, torch and the optional model libraries, for checkpoints and resolved configs."""
-    import importlib.metadata as md
-
-    import sbcb
-
     out = {"sbcb": str(sbcb.__version__), "torch": str(torch.__version__), "numpy": str(np.__version__)}
     for dist in ("timm", "segmentation-models-pytorch", "torchvision", "opencv-python-headless"):
         try:
@@ -178,8 +178,6 @@ def load_model(path: str | os.PathLike, *, map_location: str | torch.device | No
     Returns:
         The model in eval mode, on the CPU (move it yourself).
     """
-    from sbcb.models import build_model
-
     ckpt = load_checkpoint(path, map_location=map_location)
     spec = ckpt["model"]
     if spec.get("name") != "sbcb.models.build_model":

@@ -30,9 +30,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from sbcb.data.loader import ReadableErrorsDataLoader  # a worker's DataError reaches us with its message
+from sbcb.segmentor import Segmentor
 from sbcb.train import distributed as D
 from sbcb.train.checkpoint import FORMAT, CheckpointManager, load_checkpoint, rng_state, set_rng_state, versions
 from sbcb.train.config import TrainSettings
+from sbcb.train.evaluate import evaluate
 from sbcb.train.sampler import SeededDataset, StreamSampler
 from sbcb.train.schedule import PolySchedule
 
@@ -286,8 +289,6 @@ def train(
     Raises:
         NonFiniteLossError: The loss became NaN/inf; nothing of that step is saved.
     """
-    from sbcb.segmentor import Segmentor
-
     info = dist_info or D.DistInfo()
     out_dir = Path(out_dir)
     device = info.device
@@ -330,7 +331,7 @@ def train(
     )
     logger = _Logger(out_dir, start_step=state.step, enabled=info.is_main)
     if evaluate_fn is None and val_set is not None:
-        from sbcb.train.evaluate import evaluate as evaluate_fn
+        evaluate_fn = evaluate
     bar = None
     if progress and info.is_main:
         from tqdm.auto import tqdm
@@ -448,8 +449,6 @@ def _loader(
     collate_fn: Callable | None,
 ) -> tuple[Any, StreamSampler]:
     """The training DataLoader whose sample stream depends only on the seed and the step (resume-exact)."""
-    from sbcb.data.loader import ReadableErrorsDataLoader  # a worker's DataError reaches us with its message
-
     sampler = StreamSampler(
         len(train_set),
         batch_size=per_rank,
