@@ -168,25 +168,53 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device
     return ckpt
 
 
-def load_model(path: str | os.PathLike, *, map_location: str | torch.device | None = "cpu") -> torch.nn.Module:
+def model_from_checkpoint(
+    ckpt: Mapping[str, Any], *, source: str | os.PathLike = "checkpoint", allow_custom: bool = False
+) -> torch.nn.Module:
+    """Rebuild a checkpoint's model (after `sbcb.models.check_allowed`) and load its weights.
+
+    Raises:
+        ValueError: A refused model spec or weights that do not fit it (one line naming ``source``).
+    """
+    from sbcb.models import build_model, check_allowed
+
+    try:
+        kwargs = check_allowed(ckpt.get("model") or {}, allow_custom=allow_custom)
+    except ValueError as e:
+        raise ValueError(f"{source}: {e}") from None
+    try:
+        model = build_model(**kwargs)
+    except (ValueError, TypeError, KeyError) as e:
+        raise ValueError(f"{source}: can't rebuild its model ({type(e).__name__}: {e})") from None
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except (RuntimeError, TypeError, AttributeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{source}: its weights do not fit its model ({first})") from None
+    return model
+
+
+def load_model(
+    path: str | os.PathLike, *, map_location: str | torch.device | None = "cpu", allow_custom: bool = False
+) -> torch.nn.Module:
     """Rebuild the model stored in a checkpoint from its constructor kwargs and load its weights.
+
+    Only allow-listed architectures are built (`sbcb.models.check_allowed`); nothing is downloaded.
 
     Args:
         path: A checkpoint written by `sbcb train` or `sbcb export` (stripped or not).
         map_location: Where tensors are loaded.
+        allow_custom: Import and call a ``"module:function"`` factory named in the checkpoint (only for files you
+            trust: that runs their code).
 
     Returns:
         The model in eval mode, on the CPU (move it yourself).
-    """
-    from sbcb.models import build_model
 
+    Raises:
+        ValueError: Not a checkpoint, a refused model spec, or weights that do not fit (one line).
+    """
     ckpt = load_checkpoint(path, map_location=map_location)
-    spec = ckpt["model"]
-    if spec.get("name") != "sbcb.models.build_model":
-        raise ValueError(f"{path}: don't know how to rebuild model {spec.get('name')!r}")
-    model = build_model(**spec["kwargs"])
-    model.load_state_dict(ckpt["state_dict"])
-    return model.eval()
+    return model_from_checkpoint(ckpt, source=path, allow_custom=allow_custom).eval()
 
 
 # --------------------------------------------------------------------------------------------------- run folder
