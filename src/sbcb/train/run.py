@@ -93,6 +93,7 @@ def build_datasets(cfg: Config, *, train: bool = True, val_boundaries: bool | No
         ConfigError: A missing ``root`` or a dataset that can't be opened.
     """
     from sbcb.data.loader import TransformedDataset
+    from sbcb.data.validation import DataError
     from sbcb.data.registry import build_dataset
     from sbcb.data.transforms import build_eval_transform, build_train_transform
 
@@ -106,7 +107,7 @@ def build_datasets(cfg: Config, *, train: bool = True, val_boundaries: bool | No
             raise ConfigError(f"--dataset {data.dataset} needs --root DIR")
         try:
             return build_dataset(data.dataset, data.root, split, **opts)
-        except (KeyError, TypeError, ValueError, FileNotFoundError) as e:
+        except (KeyError, TypeError, ValueError, FileNotFoundError, DataError) as e:
             raise ConfigError(str(e).strip("'\"")) from None
 
     val_raw = None if data.val_split in (None, "none") else raw(data.val_split, data.val_samples)
@@ -135,6 +136,72 @@ def build_datasets(cfg: Config, *, train: bool = True, val_boundaries: bool | No
     return train_set, val_set, info
 
 
+# Settings a resumed run may change: how long it runs, how often it logs, validates and saves, and where and with how
+# many workers it runs. They do not change what one iteration computes. Every other field is the run's recipe.
+RESUME_MAY_CHANGE = frozenset(
+    {"iters", "log_every", "val_every", "ckpt_every", "keep_last", "workers", "progress", "device", "out", "root"}
+)
+# What a run folder holds; a new run into a folder holding any of them is refused without --overwrite.
+RUN_FILES = ("last.pt", "best.pt", "config.yaml", "train_log.csv", "val_log.csv")
+
+
+def check_resume_changes(cfg: Config, stored: Config, *, source: str) -> None:
+    """Refuse a resume whose configuration differs from the checkpoint's in a field outside `RESUME_MAY_CHANGE`.
+
+    Raises:
+        ConfigError: Naming the first such field and both values.
+    """
+    new, old = cfg.flat(), stored.flat()
+    for key, value in new.items():
+        if key not in RESUME_MAY_CHANGE and value != old.get(key):
+            flag = "--" + key.replace("_", "-")
+            raise ConfigError(
+                f"{flag} {_shown(value)} differs from the resumed run's {_shown(old.get(key))} ({source}); a resume keeps "
+                f"the recipe and may change only {', '.join(sorted(RESUME_MAY_CHANGE))}: start a new --out to change it"
+            )
+
+
+def _shown(value: Any) -> str:
+    return " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
+def prepare_run_folder(out_dir: Path, *, resume: bool, overwrite: bool) -> None:
+    """Check the run folder before any work: a folder (not a file), writable, and not an old run unless asked.
+
+    With ``overwrite`` an old run's checkpoints, logs and config are deleted; without it (and without ``resume``)
+    a folder holding a run is refused. Orphan ``.*.tmp`` files of a killed write are removed.
+
+    Raises:
+        ConfigError: ``out`` is a file, not writable, or holds a run (the message names --resume and --overwrite).
+    """
+    import os
+    import shutil
+
+    from sbcb.train.checkpoint import CheckpointManager
+
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out {out_dir} is an existing file; give a folder (it is created if missing)")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"--out {out_dir}: can't create the run folder ({e.strerror or e})") from None
+    if not os.access(out_dir, os.W_OK):
+        raise ConfigError(f"--out {out_dir} is not writable")
+    numbered = CheckpointManager(out_dir).numbered()
+    found = [p for p in (*numbered, *(out_dir / n for n in RUN_FILES)) if p.exists()]
+    if found and not resume:
+        if not overwrite:
+            raise ConfigError(
+                f"--out {out_dir} already holds a run ({found[0].name}); add --resume to continue it, --overwrite to "
+                "delete it and start over, or pick another --out"
+            )
+        for path in found:
+            path.unlink()
+        shutil.rmtree(out_dir / "tb", ignore_errors=True)
+    for tmp in out_dir.glob(".*.tmp"):  # left by a write that was killed before its rename
+        tmp.unlink(missing_ok=True)
+
+
 class TrainOutcome(NamedTuple):
     """What `run_training` returns: exit code, the loop's result, the trained model and the validation data."""
 
@@ -145,8 +212,14 @@ class TrainOutcome(NamedTuple):
     data_info: Any
 
 
-def run_training(cfg: Config, *, resume: str | Path | None = None) -> TrainOutcome:
+def run_training(
+    cfg: Config, *, resume: str | Path | None = None, overwrite: bool = False, allow_custom: bool = False
+) -> TrainOutcome:
     """Build data and model from `cfg` and train (also under torchrun); saves ``config.yaml`` in the run folder.
+
+    Everything a user can get wrong is checked before the first step: the run folder (a run already in it needs
+    ``resume`` or ``overwrite``), a resume's changed settings (`check_resume_changes`), the model spec
+    (`sbcb.models.check_allowed`; a ``module:function`` architecture needs ``allow_custom``), both data splits.
 
     Raises:
         ConfigError: A user mistake (no ``out``, a bad model or dataset option, a resume mismatch).
@@ -161,6 +234,19 @@ def run_training(cfg: Config, *, resume: str | Path | None = None) -> TrainOutco
     if cfg.run.out is None:
         raise ConfigError("--out DIR is required (the run folder for checkpoints and logs)")
     out_dir = Path(cfg.run.out)
+    from sbcb.models import check_allowed
+    from sbcb.train.checkpoint import load_checkpoint
+
+    start = 0
+    if resume is not None:
+        try:
+            ckpt = load_checkpoint(resume)
+        except (FileNotFoundError, ValueError) as e:
+            raise ConfigError(str(e)) from None
+        check_resume_changes(cfg, config_of_checkpoint(ckpt, source=str(resume)), source=str(resume))
+        start = int(ckpt.get("step", 0))
+        del ckpt
+    prepare_run_folder(out_dir, resume=resume is not None, overwrite=overwrite)
     info = D.init_distributed(device=cfg.run.device)
     try:
         if cfg.train.batch_size % info.world_size:
@@ -172,9 +258,10 @@ def run_training(cfg: Config, *, resume: str | Path | None = None) -> TrainOutco
         kwargs = model_kwargs(cfg, data_info.num_classes)
         kwargs["ignore_index"] = data_info.ignore_index
         try:
+            kwargs = check_allowed(kwargs, allow_custom=allow_custom)
             model = build_model(**kwargs)
-        except (ValueError, TypeError) as e:
-            raise ConfigError(f"can't build the model: {e}") from None
+        except (ValueError, TypeError, KeyError, RuntimeError) as e:
+            raise ConfigError(f"can't build the model: {str(e).strip()}") from None
         # 0 = validate only at the end of the run (the CLI's meaning; the loop's 0 is "never")
         settings = cfg.train
         if not settings.val_every:
@@ -183,6 +270,8 @@ def run_training(cfg: Config, *, resume: str | Path | None = None) -> TrainOutco
             save_config(cfg.to_dict(), out_dir / "config.yaml", extra={"world_size": info.world_size})
             params = sum(p.numel() for p in model.parameters()) / 1e6
             sizes = f"{len(train_set)} train" + (f", {len(val_set)} val" if val_set is not None else "")
+            if resume is not None:
+                print(f"sbcb train: resuming {resume} at iteration {start}")
             print(
                 f"sbcb train: {type(model).__name__} ({params:.2f}M params) on {cfg.data.dataset} ({sizes}), "
                 f"{info.world_size} process(es) on {info.device}, {settings.iters} iterations -> {out_dir}"
