@@ -61,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
     from sbcb.train.evaluate import evaluate, format_report, plot_pr_curves, to_jsonable
     from sbcb.train.run import build_datasets, config_of_checkpoint, has_sbd_head
 
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        raise UserError(f"--out {args.out} is an existing file; give a folder for eval.json and eval.md")
     try:
         ckpt = load_checkpoint(args.checkpoint)
         model = model_from_checkpoint(ckpt, source=args.checkpoint, allow_custom=args.allow_custom_arch)

@@ -87,6 +87,10 @@ def run(args: argparse.Namespace) -> int:
     from sbcb.train.evaluate import predict_logits, sbd_probabilities
     from sbcb.viz import colorize, overlay, save_png
 
+    if args.out.exists() and not args.out.is_dir():
+        raise UserError(f"--out {args.out} is an existing file; give a folder for the pictures")
+    if args.device and args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {args.device}: CUDA is not available on this machine; use --device cpu")
     try:
         ckpt = load_checkpoint(args.checkpoint)
         model = model_from_checkpoint(ckpt, source=args.checkpoint, allow_custom=args.allow_custom_arch)

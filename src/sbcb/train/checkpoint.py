@@ -160,7 +160,11 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
-        raise ValueError(f"{path} is not a readable checkpoint ({type(e).__name__}: {e})") from e
+        # torch's own message suggests weights_only=False, which would run code from the file: never say that.
+        raise ValueError(
+            f"{path} is not a readable sbcb checkpoint ({type(e).__name__}; truncated, or not written by sbcb/torch.save "
+            "of plain tensors; sbcb loads only with the safe weights_only unpickler)"
+        ) from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "model" not in ckpt:
         raise ValueError(f"{path} is not an sbcb checkpoint (expected a dict with 'model' and 'state_dict')")
     if int(ckpt.get("format", 0)) > FORMAT:
