@@ -67,8 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"sbcb {args.command}: error: {one_line(str(e))}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"sbcb {args.command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:  # `sbcb train` saves first and says how to resume
+        print(f"sbcb {args.command}: {e or 'interrupted'}", file=sys.stderr)
         return 130
 
 

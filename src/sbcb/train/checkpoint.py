@@ -162,7 +162,7 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device
     except Exception as e:
         # torch's own message suggests weights_only=False, which would run code from the file: never say that.
         raise ValueError(
-            f"{path} is not a readable sbcb checkpoint ({type(e).__name__}; truncated, or not written by sbcb/torch.save "
+            f"{path} is not a readable checkpoint ({type(e).__name__}; truncated, or not written by sbcb/torch.save "
             "of plain tensors; sbcb loads only with the safe weights_only unpickler)"
         ) from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "model" not in ckpt:
@@ -261,13 +261,15 @@ class CheckpointManager:
             return numbered[-1]
         return self.last if self.last.exists() else None
 
-    def save(self, ckpt: Mapping[str, Any], *, is_best: bool = False) -> Path:
-        """Write ``iter_<step>.pt`` atomically, point ``last.pt`` (and ``best.pt`` if asked) at it, prune."""
+    def save(self, ckpt: Mapping[str, Any], *, is_best: bool = False, keep: Path | None = None) -> Path:
+        """Write ``iter_<step>.pt`` atomically, point ``last.pt`` (and ``best.pt`` if asked) at it, prune all but
+        the newest ``keep_last`` numbered ones and ``keep`` (the last good checkpoint, see `sbcb.train.loop`)."""
         path = atomic_save(ckpt, self.directory / f"iter_{int(ckpt['step']):07d}.pt")
         _link_or_copy(path, self.last)
         if is_best:
             _link_or_copy(path, self.best)
         for old in self.numbered()[: -self.keep_last]:
-            old.unlink(missing_ok=True)
+            if keep is None or old.resolve() != Path(keep).resolve():
+                old.unlink(missing_ok=True)
         _fsync_dir(self.directory)
         return path

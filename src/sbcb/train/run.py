@@ -202,6 +202,48 @@ def prepare_run_folder(out_dir: Path, *, resume: bool, overwrite: bool) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def scan_split(dataset: Any, *, workers: int = 0, what: str = "split") -> None:
+    """Read every raw sample once (the dataset's own checks: readable files, sizes, label values), before training.
+
+    Used for the validation split, so a bad val file fails the run before the first step, not after hours.
+
+    Raises:
+        ConfigError: The first bad sample (named), with a pointer to ``sbcb check-data`` for the full list.
+    """
+    from torch.utils.data import DataLoader
+
+    loader = DataLoader(_Checked(dataset), batch_size=1, num_workers=workers, collate_fn=_first)
+    problems = [message for message in loader if message is not None]
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ConfigError(f"{what}: {problems[0]}{more}; `sbcb check-data` lists every problem")
+
+
+class _Checked:
+    """Sample i of a raw dataset -> None, or the message of the error reading it."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> str | None:
+        from sbcb.data.validation import DataError
+
+        try:
+            self.dataset[index]
+        except DataError as e:
+            return " ".join(str(e).split())
+        except Exception as e:  # still a problem with this one sample: name it
+            return f"sample {index}: {type(e).__name__}: {e}"
+        return None
+
+
+def _first(batch: list) -> Any:
+    return batch[0]
+
+
 class TrainOutcome(NamedTuple):
     """What `run_training` returns: exit code, the loop's result, the trained model and the validation data."""
 
@@ -254,6 +296,8 @@ def run_training(
                 f"--batch-size {cfg.train.batch_size} (the total batch) is not divisible by {info.world_size} processes"
             )
         train_set, val_set, data_info = build_datasets(cfg)
+        if val_set is not None and info.is_main and cfg.data.dataset != "synthetic":
+            scan_split(val_set.dataset, workers=cfg.train.workers, what=f"--val-split {cfg.data.val_split}")
         seed_everything(cfg.train.seed)  # model initialisation depends on the seed only
         kwargs = model_kwargs(cfg, data_info.num_classes)
         kwargs["ignore_index"] = data_info.ignore_index
