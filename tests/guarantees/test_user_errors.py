@@ -86,3 +86,14 @@ def test_eval_out_is_a_file_is_refused_before_the_evaluation(tmp_path, capsys, m
 def test_debug_shows_the_traceback(tmp_path, capsys):
     with pytest.raises(Exception, match="iters"):
         main(["--debug", "train", *TINY_SYNTHETIC, "--iters", "-5", "--out", str(tmp_path / "r")])
+
+
+@pytest.mark.parametrize("labels", ["masks", "annotations"])
+def test_a_plain_folder_trains_without_dataset_yaml_given_num_classes(tmp_path, capsys, labels):
+    data = make_folder(tmp_path / "data", yaml=False)
+    (data / "labels").rename(data / labels)
+    run = tmp_path / "r"
+    flags = [*folder_flags(data), "--val-split", "none", "--iters", "1", "--out", str(run)]
+    _refused(capsys, ["train", *flags], "dataset.yaml")  # without --num-classes: says what is missing
+    assert main(["train", *flags, "--num-classes", "3"]) == 0
+    assert (run / "last.pt").exists()

@@ -93,6 +93,9 @@ class DataConfig:
 
     dataset: str = field(default="synthetic", metadata=_opt("dataset name (sbcb.data.registry)"))
     root: str | None = field(default=None, metadata=_opt("dataset folder (not needed for synthetic)", metavar="DIR"))
+    num_classes: int | None = field(
+        default=None, metadata=_opt("folder dataset without a dataset.yaml: number of classes", metavar="K")
+    )
     train_split: str = field(default="train", metadata=_opt("training split"))
     val_split: str = field(default="val", metadata=_opt("validation split; 'none' disables validation"))
     num_samples: int = field(default=64, metadata=_opt("synthetic: training images"))

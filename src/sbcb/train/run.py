@@ -105,6 +105,8 @@ def build_datasets(cfg: Config, *, train: bool = True, val_boundaries: bool | No
             opts = {"num_samples": n, "size": tuple(data.image_size), "seed": cfg.train.seed}
         elif data.root is None:
             raise ConfigError(f"--dataset {data.dataset} needs --root DIR")
+        if data.num_classes is not None:
+            opts["num_classes"] = data.num_classes
         try:
             return build_dataset(data.dataset, data.root, split, **opts)
         except (KeyError, TypeError, ValueError, FileNotFoundError, DataError) as e:
