@@ -508,7 +508,11 @@ def _resume(
 ) -> _Progress:
     """Restore model, optimizer, schedule, scaler and this rank's RNG states from a checkpoint."""
     ckpt = load_checkpoint(path, map_location=device)
-    model.load_state_dict(ckpt["state_dict"])
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0]
+        raise ValueError(f"{path}: its weights do not fit the model of this run ({first})") from None
     if ckpt.get("optimizer") is None:
         raise ValueError(f"{path} holds no optimizer state (a stripped/exported checkpoint can't be resumed)")
     optimizer.load_state_dict(ckpt["optimizer"])

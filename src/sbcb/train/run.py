@@ -285,8 +285,14 @@ def run_training(
     if resume is not None:
         try:
             ckpt = load_checkpoint(resume)
+            check_allowed(ckpt["model"], allow_custom=allow_custom)
         except (FileNotFoundError, ValueError) as e:
-            raise ConfigError(str(e)) from None
+            raise ConfigError(f"{resume}: {e}" if str(resume) not in str(e) else str(e)) from None
+        if ckpt.get("optimizer") is None or not ckpt.get("config") or "rng" not in ckpt:
+            raise ConfigError(
+                f"{resume} is not a training checkpoint (no optimizer state, config or RNG state); "
+                "a stripped or exported checkpoint can't be resumed"
+            )
         check_resume_changes(cfg, config_of_checkpoint(ckpt, source=str(resume)), source=str(resume))
         start = int(ckpt.get("step", 0))
         del ckpt
@@ -298,8 +304,10 @@ def run_training(
                 f"--batch-size {cfg.train.batch_size} (the total batch) is not divisible by {info.world_size} processes"
             )
         train_set, val_set, data_info = build_datasets(cfg)
-        if val_set is not None and info.is_main and cfg.data.dataset != "synthetic":
-            scan_split(val_set.dataset, workers=cfg.train.workers, what=f"--val-split {cfg.data.val_split}")
+        if info.is_main and cfg.data.dataset != "synthetic":  # every file read once, before the first step
+            scan_split(train_set.dataset, workers=cfg.train.workers, what=f"--train-split {cfg.data.train_split}")
+            if val_set is not None:
+                scan_split(val_set.dataset, workers=cfg.train.workers, what=f"--val-split {cfg.data.val_split}")
         seed_everything(cfg.train.seed)  # model initialisation depends on the seed only
         kwargs = model_kwargs(cfg, data_info.num_classes)
         kwargs["ignore_index"] = data_info.ignore_index
