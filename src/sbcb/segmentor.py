@@ -51,7 +51,6 @@ def _torchvision_seg_output(model: nn.Module) -> Callable[[Any], Tensor] | None:
     return None
 
 
-
 def as_label_tensor(masks: Any, *, device: torch.device) -> Tensor:
     """Masks as an integer tensor on ``device``: numpy arrays are converted, integral floats cast.
 
@@ -71,6 +70,7 @@ def as_label_tensor(masks: Any, *, device: torch.device) -> Tensor:
             )
         masks = masks.long()
     return masks.to(device)
+
 
 class Segmentor(nn.Module):
     """A segmentation model with the sbcb call contract (see the module docstring); the baseline of every run.

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from sbcb import SBCB
 from sbcb.segmentor import Segmentor
 
 pytest.importorskip("segmentation_models_pytorch")

@@ -39,7 +39,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument(
         "--allow-custom-arch",
         action="store_true",
-        help="let a module:function architecture named in the checkpoint be imported (runs its code; trusted files only)",
+        help="import a module:function architecture named in the checkpoint (runs its code: trusted files only)",
     )
     return p
 

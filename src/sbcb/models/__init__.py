@@ -83,7 +83,9 @@ def check_allowed(spec: Mapping[str, Any], *, allow_custom: bool = False) -> dic
     accepted = set(inspect.signature(build_model).parameters)
     unknown = sorted(set(kwargs) - accepted)
     if unknown:
-        raise ValueError(f"unknown model option(s) {', '.join(unknown)}; build_model takes {', '.join(sorted(accepted))}")
+        raise ValueError(
+            f"unknown model option(s) {', '.join(unknown)}; build_model takes {', '.join(sorted(accepted))}"
+        )
     arch = kwargs.get("arch", "deeplabv3plus")
     if not isinstance(arch, str):
         raise ValueError(f"arch must be a string, got {arch!r}")

@@ -93,9 +93,9 @@ def build_datasets(cfg: Config, *, train: bool = True, val_boundaries: bool | No
         ConfigError: A missing ``root`` or a dataset that can't be opened.
     """
     from sbcb.data.loader import TransformedDataset
-    from sbcb.data.validation import DataError
     from sbcb.data.registry import build_dataset
     from sbcb.data.transforms import build_eval_transform, build_train_transform
+    from sbcb.data.validation import DataError
 
     data = cfg.data
 
@@ -158,8 +158,9 @@ def check_resume_changes(cfg: Config, stored: Config, *, source: str) -> None:
         if key not in RESUME_MAY_CHANGE and value != old.get(key):
             flag = "--" + key.replace("_", "-")
             raise ConfigError(
-                f"{flag} {_shown(value)} differs from the resumed run's {_shown(old.get(key))} ({source}); a resume keeps "
-                f"the recipe and may change only {', '.join(sorted(RESUME_MAY_CHANGE))}: start a new --out to change it"
+                f"{flag} {_shown(value)} differs from the resumed run's {_shown(old.get(key))} ({source}); a resume "
+                f"keeps the recipe and may change only {', '.join(sorted(RESUME_MAY_CHANGE))}: start a new --out to "
+                "change it"
             )
 
 
@@ -214,7 +215,7 @@ def scan_split(dataset: Any, *, workers: int = 0, what: str = "split") -> None:
     """
     from torch.utils.data import DataLoader
 
-    loader = DataLoader(_Checked(dataset), batch_size=1, num_workers=workers, collate_fn=_first)
+    loader: DataLoader[Any] = DataLoader(_Checked(dataset), batch_size=1, num_workers=workers, collate_fn=_first)  # type: ignore[arg-type]
     problems = [message for message in loader if message is not None]
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
