@@ -199,7 +199,7 @@ def prepare_run_folder(out_dir: Path, *, resume: bool, overwrite: bool) -> None:
                 "delete it and start over, or pick another --out"
             )
         for path in found:
-            path.unlink()
+            path.unlink(missing_ok=True)  # every torchrun rank runs this check
         shutil.rmtree(out_dir / "tb", ignore_errors=True)
     for tmp in out_dir.glob(".*.tmp"):  # left by a write that was killed before its rename
         tmp.unlink(missing_ok=True)
