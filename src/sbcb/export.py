@@ -17,8 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from sbcb.models import build_model, model_spec, strip_model, stripped_kwargs
-from sbcb.train.checkpoint import FORMAT, atomic_save, load_checkpoint, versions
+from sbcb.models import check_allowed, model_spec, strip_model, stripped_kwargs
+from sbcb.train.checkpoint import FORMAT, atomic_save, load_checkpoint, model_from_checkpoint, versions
 
 
 @dataclass
@@ -34,12 +34,11 @@ class ExportReport:
     onnx_head_nodes: int = 0
 
 
-def load_stripped(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any], int]:
+def load_stripped(path: str | os.PathLike, *, allow_custom: bool = False) -> tuple[nn.Module, dict[str, Any], int]:
     """(stripped segmentor in eval mode, its `build_model` kwargs, parameter count of the unstripped model)."""
     ckpt = load_checkpoint(path)
-    kwargs = dict(ckpt["model"]["kwargs"])
-    model = build_model(**kwargs)
-    model.load_state_dict(ckpt["state_dict"])
+    model = model_from_checkpoint(ckpt, source=path, allow_custom=allow_custom)
+    kwargs = check_allowed(ckpt["model"], allow_custom=allow_custom)
     full_params = sum(p.numel() for p in model.parameters())
     return strip_model(model).eval(), stripped_kwargs(kwargs), full_params
 
@@ -126,6 +125,7 @@ def export_checkpoint(
     size: Sequence[int] = (256, 512),
     opset: int = 17,
     check: bool = True,
+    allow_custom: bool = False,
 ) -> ExportReport:
     """Strip a training checkpoint and export it.
 
@@ -142,7 +142,7 @@ def export_checkpoint(
     Returns:
         An `ExportReport`; ``max_abs_diff`` maps e.g. ``"onnx 1x3x256x512"`` to the max |difference| of logits.
     """
-    model, kwargs, full_params = load_stripped(checkpoint)
+    model, kwargs, full_params = load_stripped(checkpoint, allow_custom=allow_custom)
     report = ExportReport(num_params=sum(p.numel() for p in model.parameters()), num_params_with_head=full_params)
     h, w = int(size[0]), int(size[1])
     gen = torch.Generator().manual_seed(0)

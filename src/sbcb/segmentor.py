@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -57,6 +58,27 @@ def _torchvision_seg_output(model: nn.Module) -> Callable[[Any], Tensor] | None:
     if type(model).__module__.startswith("torchvision.models.segmentation"):
         return segmentation_output
     return None
+
+
+def as_label_tensor(masks: Any, *, device: torch.device) -> Tensor:
+    """Masks as an integer tensor on ``device``: numpy arrays are converted, integral floats cast.
+
+    Raises:
+        TypeError: Not a tensor or an array.
+        ValueError: Float masks with fractional values (soft labels or resized with interpolation).
+    """
+    if isinstance(masks, np.ndarray):
+        masks = torch.from_numpy(np.ascontiguousarray(masks))
+    if not isinstance(masks, Tensor):
+        raise TypeError(f"masks must be a [B, H, W] integer tensor or numpy array, got {type(masks).__name__}")
+    if masks.is_floating_point():
+        if not torch.equal(masks, masks.round()):
+            raise ValueError(
+                "masks hold fractional values (soft labels, or resized with interpolation?); pass integer class "
+                "ids (resize masks with nearest-neighbour)"
+            )
+        masks = masks.long()
+    return masks.to(device)
 
 
 class Segmentor(nn.Module):
@@ -123,6 +145,7 @@ class Segmentor(nn.Module):
             if boundaries is not None or instances is not None:
                 raise ValueError("boundaries= and instances= are loss targets: pass masks too")
             return self.seg_logits(self.model(images))
+        masks = as_label_tensor(masks, device=images.device)
         return self.compute_losses(self.forward_outputs(images), masks, boundaries=boundaries, instances=instances)
 
     def seg_logits(self, output: Any) -> Tensor:
@@ -187,7 +210,10 @@ class Segmentor(nn.Module):
     def _cross_entropy(self, logits: Tensor, target: Tensor) -> Tensor:
         if logits.shape[-2:] != target.shape[-2:]:
             logits = F.interpolate(logits, size=target.shape[-2:], mode="bilinear", align_corners=False)
-        return F.cross_entropy(logits.float(), target, ignore_index=self.ignore_index)
+        # Sum over labelled pixels / their count (at least 1): the mean, and exactly 0 for a batch with none (F's mean
+        # would divide 0 by 0 and give NaN for an all-ignore crop). No host sync.
+        total = F.cross_entropy(logits.float(), target, ignore_index=self.ignore_index, reduction="sum")
+        return total / (target != self.ignore_index).sum().clamp(min=1)
 
     # -- parameters and deployment --------------------------------------------------------------------------------
 

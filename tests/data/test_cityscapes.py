@@ -278,3 +278,17 @@ def test_training_pipeline_batches_carry_official_boundaries(tree):
             np.testing.assert_array_equal(dense[j], want[:, :, ::-1] if flipped else want)
             checked += 1
     assert checked == 4
+
+
+def test_eight_bit_instance_ids_are_reported_by_check_data(tree, capsys):
+    """Issue 16 item 9: an 8-bit instanceIds PNG holds no decodable instance (ids are labelId*1000+k)."""
+    from sbcb.cli.main import main
+
+    root, frames = tree
+    victim = sorted(frames)[0]
+    path = root / "gtFine" / "train" / "aachen" / f"{victim}_gtFine_instanceIds.png"
+    inst = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    cv2.imwrite(str(path), (inst % 256).astype(np.uint8))
+    assert main(["check-data", "--dataset", "cityscapes", "--root", str(root), "--split", "train"]) == 1
+    out = capsys.readouterr().out
+    assert path.name in out and "16-bit" in out

@@ -153,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
     val_set = info = None
     for name, head in (("baseline", "none"), ("sbcb", "casenet")):
         cfg = Config.from_flat(base | {"sbcb_head": head, "out": str(args.out / name)}, source="sbcb demo")
-        outcome = run_training(cfg)
+        outcome = run_training(cfg, overwrite=True)  # the demo regenerates its own folders
         if outcome.code != 0:
             return outcome.code
         models[name] = outcome.model

@@ -44,6 +44,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--out", type=Path, metavar="DIR", help="write eval.json and eval.md here")
     p.add_argument("--pr-curves", action="store_true", help="with --out and an SBD head: sbd_pr.png (matplotlib)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--allow-custom-arch",
+        action="store_true",
+        help="import a module:function architecture named in the checkpoint (runs its code: trusted files only)",
+    )
     return p
 
 
@@ -51,14 +56,16 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from sbcb.cli.errors import UserError
-    from sbcb.models import build_model
     from sbcb.train import distributed as D
-    from sbcb.train.checkpoint import load_checkpoint
+    from sbcb.train.checkpoint import load_checkpoint, model_from_checkpoint
     from sbcb.train.evaluate import evaluate, format_report, plot_pr_curves, to_jsonable
     from sbcb.train.run import build_datasets, config_of_checkpoint, has_sbd_head
 
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        raise UserError(f"--out {args.out} is an existing file; give a folder for eval.json and eval.md")
     try:
         ckpt = load_checkpoint(args.checkpoint)
+        model = model_from_checkpoint(ckpt, source=args.checkpoint, allow_custom=args.allow_custom_arch)
         cfg = config_of_checkpoint(ckpt, source=str(args.checkpoint))  # the run's whole configuration
     except (FileNotFoundError, ValueError) as e:
         raise UserError(str(e)) from None
@@ -83,8 +90,6 @@ def run(args: argparse.Namespace) -> int:
                 f"the checkpoint predicts {kwargs.get('num_classes')} classes but --dataset {cfg.data.dataset} has "
                 f"{data_info.num_classes}"
             )
-        model = build_model(**kwargs)
-        model.load_state_dict(ckpt["state_dict"])
         model.to(info.device).eval()
         crop = args.crop or cfg.data.crop
         if args.mode == "slide" and crop is None:

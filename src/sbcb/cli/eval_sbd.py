@@ -90,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--num-classes, --workers and --thresholds must be >= 1")
     if args.gt_format == "edges" and args.num_classes > 24:
         raise UserError("bit-packed edge PNGs hold at most 24 classes; use --gt-format labels")
+    if args.out is not None and args.out.is_dir():
+        raise UserError(f"--out {args.out} is a folder; give a JSON file path")
     k = args.num_classes
     if args.class_names:
         names = [n.strip() for n in args.class_names.split(",")]

@@ -22,6 +22,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17)")
     p.add_argument("--no-check", action="store_true", help="skip the parity checks")
     p.add_argument("--tolerance", type=float, default=1e-3, help="max abs diff accepted (default: 1e-3)")
+    p.add_argument(
+        "--allow-custom-arch",
+        action="store_true",
+        help="import a module:function architecture named in the checkpoint (runs its code: trusted files only)",
+    )
     return p
 
 
@@ -51,8 +56,9 @@ def run(args: argparse.Namespace) -> int:
             size=size,
             opset=args.opset,
             check=not args.no_check,
+            allow_custom=args.allow_custom_arch,
         )
-    except ImportError as e:
+    except (ImportError, ValueError) as e:
         raise UserError(str(e)) from None
     removed = report.num_params_with_head - report.num_params
     print(f"stripped model: {report.num_params:,} parameters ({removed:,} of SBD/aux heads removed)")

@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         "whose backbones learned from semantic boundaries.",
     )
     parser.add_argument("--version", action="version", version=f"sbcb {sbcb.__version__}")
+    parser.add_argument("--debug", action="store_true", help="show Python tracebacks for user errors too")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         module = importlib.import_module(name)
@@ -57,14 +58,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "_run", None) is None:
         parser.print_help()
         return 2
+    from sbcb.data.validation import DataError
+
     try:
         return int(args._run(args) or 0)
-    except (UserError, ConfigError) as e:
-        print(f"sbcb {args.command}: error: {e}", file=sys.stderr)
+    except (UserError, ConfigError, DataError) as e:
+        if args.debug:
+            raise
+        print(f"sbcb {args.command}: error: {one_line(str(e))}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"sbcb {args.command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:  # `sbcb train` saves first and says how to resume
+        print(f"sbcb {args.command}: {e or 'interrupted'}", file=sys.stderr)
         return 130
+
+
+def one_line(message: str) -> str:
+    """A possibly multi-line message (a list of data problems) as one line."""
+    lines = [line.strip().removeprefix("- ") for line in message.strip().strip("'\"").splitlines()]
+    return "; ".join(line for line in lines if line)
 
 
 if __name__ == "__main__":

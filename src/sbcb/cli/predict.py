@@ -36,6 +36,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--flip", action="store_true", help="also average the horizontally flipped image")
     p.add_argument("--boundary-threshold", type=float, default=0.5, help="SBD probability shown (default: 0.5)")
     p.add_argument("--device", help="cpu | cuda (default: cuda when available)")
+    p.add_argument(
+        "--allow-custom-arch",
+        action="store_true",
+        help="import a module:function architecture named in the checkpoint (runs its code: trusted files only)",
+    )
     return p
 
 
@@ -78,13 +83,17 @@ def run(args: argparse.Namespace) -> int:
 
     from sbcb.cli.errors import UserError
     from sbcb.data.transforms import build_eval_transform
-    from sbcb.models import build_model
-    from sbcb.train.checkpoint import load_checkpoint
+    from sbcb.train.checkpoint import load_checkpoint, model_from_checkpoint
     from sbcb.train.evaluate import predict_logits, sbd_probabilities
     from sbcb.viz import colorize, overlay, save_png
 
+    if args.out.exists() and not args.out.is_dir():
+        raise UserError(f"--out {args.out} is an existing file; give a folder for the pictures")
+    if args.device and args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {args.device}: CUDA is not available on this machine; use --device cpu")
     try:
         ckpt = load_checkpoint(args.checkpoint)
+        model = model_from_checkpoint(ckpt, source=args.checkpoint, allow_custom=args.allow_custom_arch)
     except (FileNotFoundError, ValueError) as e:
         raise UserError(str(e)) from None
     images = _images(args.inputs)
@@ -93,8 +102,6 @@ def run(args: argparse.Namespace) -> int:
     k = int(kwargs["num_classes"])
     colors, ignore_index = _palette(cfg, k)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model = build_model(**kwargs)
-    model.load_state_dict(ckpt["state_dict"])
     model.to(device).eval()
     transform = build_eval_transform(k, ignore_index=ignore_index)
     crop = args.crop or cfg.get("crop")

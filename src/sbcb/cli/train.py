@@ -30,6 +30,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         metavar="CKPT",
         help="continue from CKPT (default: the newest checkpoint in OUT) with the run's own configuration",
     )
+    p.add_argument(
+        "--overwrite", action="store_true", help="delete the run already in --out (checkpoints, logs) and start over"
+    )
+    p.add_argument(
+        "--allow-custom-arch",
+        action="store_true",
+        help="allow a module:function architecture (imports and runs it; also when named by --config or a checkpoint)",
+    )
     add_arguments(p)
     return p
 
@@ -53,4 +61,6 @@ def run(args: argparse.Namespace) -> int:
         except (FileNotFoundError, ValueError) as e:
             raise UserError(str(e)) from None
     cfg = resolve(vars(args), base=base, config_path=args.config)  # ConfigError: reported by sbcb.cli.main
-    return run_training(cfg, resume=resume).code
+    if resume is not None and args.overwrite:
+        raise UserError("--resume continues the run in --out and --overwrite deletes it: give one of them")
+    return run_training(cfg, resume=resume, overwrite=args.overwrite, allow_custom=args.allow_custom_arch).code

@@ -25,7 +25,14 @@ import numpy as np
 
 from sbcb.data.base import DatasetInfo
 from sbcb.data.folder import PairedFileDataset
-from sbcb.data.validation import check_folders, check_label_values, format_names, pair_by_name, read_label
+from sbcb.data.validation import (
+    DataError,
+    check_folders,
+    check_label_values,
+    format_names,
+    pair_by_name,
+    read_label,
+)
 
 IGNORE = 255
 VOID = 254
@@ -193,7 +200,15 @@ class Cityscapes(PairedFileDataset):
             if self.validate:
                 check_label_values(raw, LABELS, path=sample["label"], what="Cityscapes labelIds")
             label = label_ids_to_compact(raw)
-        instance = instance_ids_to_instances(read_label(sample["instance"])) if self.instances else None
+        instance = None
+        if self.instances:
+            ids = read_label(sample["instance"])
+            if ids.dtype == np.uint8:  # ids are labelId*1000+k: an 8-bit copy has lost every instance
+                raise DataError(
+                    f"{sample['instance']} is an 8-bit PNG; Cityscapes instanceIds are 16-bit (labelId*1000+k), so "
+                    "none of its instances can be decoded. Re-extract gtFine, or pass instances=False."
+                )
+            instance = instance_ids_to_instances(ids)
         return label, instance
 
 

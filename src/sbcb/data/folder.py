@@ -6,7 +6,11 @@ sample dict, problem collection). `FolderDataset` is the user format::
     root/dataset.yaml               # class names, colours, ignore index, thing classes (see below)
     root/images/{split}/NAME.png|.jpg|.jpeg
     root/labels/{split}/NAME.png    # 8-bit single-channel class ids; ignore_index where unlabelled
+                                    # (the folder may also be called masks/ or annotations/)
     root/instances/{split}/NAME.png # optional: 8/16-bit instance ids, 0 = no instance
+
+Without a `dataset.yaml`, ``num_classes=K`` (``--num-classes K``) is enough: classes are named ``class_0`` ...,
+ignore index 255. The YAML remains the way to name classes and colour them.
 
 `dataset.yaml`::
 
@@ -40,6 +44,8 @@ from sbcb.data.validation import (
 )
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+# Names accepted for the label folder, in this order of preference.
+LABEL_FOLDERS = ("labels", "masks", "annotations")
 
 
 class PairedFileDataset:
@@ -182,20 +188,37 @@ class FolderDataset(PairedFileDataset):
         instances: bool | None = None,
         validate: bool = True,
         strict: bool = True,
+        num_classes: int | None = None,
     ) -> None:
         super().__init__(root, split, validate=validate)
+        labels = next((n for n in LABEL_FOLDERS if (self.root / n).is_dir()), "labels")
         if not self.root.is_dir():
-            raise_problems(check_folders(self.root, [f"images/{split}", f"labels/{split}"], dataset="folder"))
-        self.info = load_dataset_yaml(self.root / "dataset.yaml")
+            raise_problems(check_folders(self.root, [f"images/{split}", f"{labels}/{split}"], dataset="folder"))
+        if num_classes is not None and num_classes < 1:
+            raise DataError(f"folder: num_classes must be >= 1, got {num_classes}")
+        if (self.root / "dataset.yaml").is_file() or num_classes is None:
+            self.info = load_dataset_yaml(self.root / "dataset.yaml")
+            if num_classes is not None and num_classes != self.info.num_classes:
+                raise DataError(
+                    f"folder: --num-classes {num_classes} but {self.root / 'dataset.yaml'} names "
+                    f"{self.info.num_classes} classes; drop one of them"
+                )
+        else:
+            self.info = DatasetInfo(
+                name=self.root.name,
+                class_names=tuple(f"class_{i}" for i in range(num_classes)),
+                colors=tuple(_default_color(i) for i in range(num_classes)),
+                ignore_index=255,
+            )
         images_root = self.root / "images"
         self.SPLITS = tuple(sorted(p.name for p in images_root.iterdir() if p.is_dir())) if images_root.is_dir() else ()
-        self.problems += check_folders(self.root, [f"images/{split}", f"labels/{split}"], dataset="folder")
+        self.problems += check_folders(self.root, [f"images/{split}", f"{labels}/{split}"], dataset="folder")
         instance_dir = self.root / "instances" / split
         self.instances = instance_dir.is_dir() if instances is None else instances
         if self.instances and not instance_dir.is_dir():
             self.problems.append(f"folder: instances=True but {instance_dir} does not exist.")
         if not self.problems:
-            self.samples = self._pair(self.root / "images" / split, self.root / "labels" / split)
+            self.samples = self._pair(self.root / "images" / split, self.root / labels / split)
             if self.instances:
                 inst = files_by_stem(instance_dir, (".png",))
                 missing = [str(s["label"]) for s in self.samples if s["name"] not in inst]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -752,8 +752,39 @@ def _folder_job(args: tuple) -> tuple[str, np.ndarray]:
     return sample_id, image_counts(pred, gt, **count_kwargs)
 
 
-def _cache_path(cache_dir: Path, sample_id: str) -> Path:
-    return cache_dir / (sample_id.replace("/", "__") + ".npy")
+def _cache_path(cache_dir: Path, sample_id: str, key: str) -> Path:
+    return cache_dir / f"{sample_id.replace('/', '__')}.{key}.npy"
+
+
+def _cache_key(sample_id: str, common: Mapping[str, Any], files: Sequence[Path]) -> str:
+    """Hash of everything that changes one image's counts: the settings, the formats and suffixes, and each input
+    file's path and content (a missing file hashes as missing, so a new one is never answered from the cache)."""
+    import hashlib
+
+    h = hashlib.sha256(json.dumps({"sample": sample_id, **common}, sort_keys=True, default=str).encode())
+    for path in files:
+        h.update(str(path.resolve()).encode())
+        h.update(path.read_bytes() if path.is_file() else b"<missing>")
+    return h.hexdigest()[:20]
+
+
+def _sample_files(pred_dir: Path, gt_dir: Path, sample_id: str, num_classes: int, load_kwargs: Mapping[str, Any],
+                  pred_suffix: str) -> list[Path]:  # fmt: skip
+    files = [pred_dir / f"class_{k + 1:03d}" / f"{sample_id}{pred_suffix}" for k in range(num_classes)]
+    files.append(gt_dir / f"{sample_id}{load_kwargs['gt_suffix']}")
+    if load_kwargs["gt_format"] == "labels":
+        files.append(gt_dir / f"{sample_id}_instance.png")
+    return files
+
+
+def _load_cached(path: Path, shape: tuple[int, ...]) -> np.ndarray:
+    try:
+        counts = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        raise ValueError(f"cache file {path} is corrupt ({type(e).__name__}); delete it") from None
+    if counts.shape != shape or counts.dtype.kind not in "iu":
+        raise ValueError(f"cache file {path} is corrupt (shape {counts.shape}, expected {shape}); delete it")
+    return counts
 
 
 def evaluate_folders(
@@ -778,25 +809,27 @@ def evaluate_folders(
     if evaluator.kill_internal:
         raise ValueError("kill_internal needs class regions; use SBDEvaluator.update(..., seg=...) in Python")
     ids = list(sample_ids) if sample_ids is not None else find_samples(gt_dir, gt_suffix)
+    load_kwargs = {"gt_format": gt_format, "gt_suffix": gt_suffix, "protocol": protocol, "scale": scale}
     cache = None
+    keys: dict[str, str] = {}
     if cache_dir is not None:
         cache = Path(cache_dir)
+        if cache.exists() and not cache.is_dir():
+            raise ValueError(f"cache {cache} is a file; give a folder")
         cache.mkdir(parents=True, exist_ok=True)
-        meta = cache / "settings.json"
-        settings = evaluator.settings()
-        if meta.exists():
-            if json.loads(meta.read_text()) != json.loads(json.dumps(settings)):
-                raise ValueError(f"cache {cache} was written with other settings; delete it or pick another folder")
-        else:
-            meta.write_text(json.dumps(settings, indent=1))
+        common = {"settings": evaluator.settings(), **load_kwargs, "pred_suffix": pred_suffix}
+        (cache / "settings.json").write_text(json.dumps(common, indent=1, default=str))  # for people; not the key
+        for sid in ids:
+            files = _sample_files(Path(pred_dir), Path(gt_dir), sid, evaluator.num_classes, load_kwargs, pred_suffix)
+            keys[sid] = _cache_key(sid, common, files)
+    shape = (evaluator.num_classes, len(evaluator.thresholds), 4)
     results: dict[str, np.ndarray] = {}
     todo = []
     for sid in ids:
-        if cache is not None and _cache_path(cache, sid).exists():
-            results[sid] = np.load(_cache_path(cache, sid))
+        if cache is not None and _cache_path(cache, sid, keys[sid]).exists():
+            results[sid] = _load_cached(_cache_path(cache, sid, keys[sid]), shape)
         else:
             todo.append(sid)
-    load_kwargs = {"gt_format": gt_format, "gt_suffix": gt_suffix, "protocol": protocol, "scale": scale}
     count_kwargs = evaluator._count_kwargs()
     common = (str(pred_dir), str(gt_dir), evaluator.num_classes, load_kwargs, pred_suffix, count_kwargs)
     jobs = [(sid, *common) for sid in todo]
@@ -809,9 +842,10 @@ def evaluate_folders(
     for sid, counts in it:
         results[sid] = counts
         if cache is not None:
-            tmp = _cache_path(cache, sid).with_suffix(".tmp.npy")
+            final = _cache_path(cache, sid, keys[sid])
+            tmp = final.with_name(final.name + ".tmp.npy")
             np.save(tmp, counts)
-            os.replace(tmp, _cache_path(cache, sid))
+            os.replace(tmp, final)
         if bar is not None:
             bar.update(1)
     if bar is not None:

@@ -5,11 +5,18 @@ The segmentor is either an smp architecture (``arch="deeplabv3plus", encoder="re
 called as ``function(num_classes=K, **factory_kwargs)``. `build_model` takes only plain JSON-able keyword
 arguments, and those kwargs are what checkpoints store, so `sbcb.train.load_model` rebuilds a model with no
 config file.
+
+Kwargs read from a file go through `check_allowed` first: only the allow-listed builders (smp architectures and
+registered sbcb models) are reachable, nothing that could download weights or code is accepted, and a
+``module:function`` factory is imported only when the caller opts in (``allow_custom=True``).
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
+import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -36,6 +43,75 @@ SMP_ARCHS = {
 }
 
 
+# Builder options that fetch weights (or code) from the network; never accepted from a file.
+DOWNLOAD_OPTIONS = ("encoder_weights", "pretrained", "weights", "weights_backbone", "pretrained_backbone")
+# Encoder names are plain identifiers: no "hf-hub:" / "hf_hub:" prefixes or "org/repo" paths that timm would fetch.
+_PLAIN_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
+
+
+def check_allowed(spec: Mapping[str, Any], *, allow_custom: bool = False) -> dict[str, Any]:
+    """Check model kwargs that come from a file (checkpoint, config, shared folder) before anything is built.
+
+    Allowed: the smp architectures of `SMP_ARCHS` and the models registered with `register_model`, with plain
+    JSON options. Refused, each with a one-line message: a ``"module:function"`` factory unless ``allow_custom``
+    (importing it runs code named by the file), an unknown architecture or option, an option that would download
+    weights (`DOWNLOAD_OPTIONS` not None/False), and an encoder name timm or smp would fetch from a hub.
+
+    Args:
+        spec: `build_model` kwargs, or a checkpoint's model spec ``{"name": "sbcb.models.build_model",
+            "kwargs": {...}}``.
+        allow_custom: Let a ``"module:function"`` architecture through (the caller trusts the file).
+
+    Returns:
+        A plain copy of the `build_model` kwargs.
+
+    Raises:
+        ValueError: The spec is refused; the message says why and how to opt in where that is possible.
+    """
+    if not isinstance(spec, Mapping):
+        raise ValueError(f"a model spec must be a mapping of build_model options, got {type(spec).__name__}")
+    if "kwargs" in spec and "name" in spec:
+        if spec["name"] != "sbcb.models.build_model":
+            raise ValueError(f"don't know how to rebuild model {spec['name']!r} (only sbcb.models.build_model)")
+        spec = spec["kwargs"]
+        if not isinstance(spec, Mapping):
+            raise ValueError(f"model kwargs must be a mapping, got {type(spec).__name__}")
+    try:
+        kwargs = json.loads(json.dumps(dict(spec), allow_nan=False))
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"model kwargs must be plain JSON (numbers, strings, lists, objects): {e}") from None
+    accepted = set(inspect.signature(build_model).parameters)
+    unknown = sorted(set(kwargs) - accepted)
+    if unknown:
+        raise ValueError(
+            f"unknown model option(s) {', '.join(unknown)}; build_model takes {', '.join(sorted(accepted))}"
+        )
+    arch = kwargs.get("arch", "deeplabv3plus")
+    if not isinstance(arch, str):
+        raise ValueError(f"arch must be a string, got {arch!r}")
+    if ":" in arch:
+        if not allow_custom:
+            raise ValueError(
+                f"arch {arch!r} is a module:function factory; importing it runs code named by the file, so it needs "
+                "an explicit opt-in (--allow-custom-arch, or allow_custom=True)"
+            )
+    elif arch.lower() not in MODELS and smp_key(arch) not in SMP_ARCHS:
+        raise ValueError(
+            f"unknown arch {arch!r}; known: {', '.join(SMP_ARCHS)} (smp), {', '.join(list_models()) or 'none'} "
+            "(registered sbcb models)"
+        )
+    factory = kwargs.get("factory_kwargs") or {}
+    if not isinstance(factory, dict):
+        raise ValueError(f"factory_kwargs must be a mapping, got {factory!r}")
+    for key in DOWNLOAD_OPTIONS:
+        if factory.get(key) not in (None, False):
+            raise ValueError(f"model option {key}={factory[key]!r} would download weights; sbcb never downloads")
+    for key, name in (("encoder", kwargs.get("encoder")), ("encoder_name", factory.get("encoder_name"))):
+        if name is not None and not (isinstance(name, str) and _PLAIN_NAME.match(name)):
+            raise ValueError(f"{key} {name!r} is not a plain encoder name (hub references would download)")
+    return kwargs
+
+
 def _import_factory(path: str) -> Any:
     module_name, _, attr = path.partition(":")
     if not module_name or not attr:
@@ -57,8 +133,6 @@ def smp_key(arch: str) -> str:
 
 def smp_takes_output_stride(arch: str) -> bool:
     """Whether the smp architecture accepts ``encoder_output_stride`` (the DeepLab family)."""
-    import inspect
-
     try:
         import segmentation_models_pytorch as smp
     except ImportError as e:
@@ -196,6 +270,7 @@ __all__ = [
     "SMP_ARCHS",
     "build_model",
     "build_segmentor",
+    "check_allowed",
     "list_models",
     "model_spec",
     "register_model",

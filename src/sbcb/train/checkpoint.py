@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 import sbcb
-from sbcb.models import build_model
+from sbcb.models import build_model, check_allowed
 
 FORMAT = 1
 _NUMBERED = re.compile(r"^iter_(\d+)\.pt$")
@@ -160,7 +160,11 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
-        raise ValueError(f"{path} is not a readable checkpoint ({type(e).__name__}: {e})") from e
+        # torch's own message suggests weights_only=False, which would run code from the file: never say that.
+        raise ValueError(
+            f"{path} is not a readable checkpoint ({type(e).__name__}; truncated, or not written by sbcb/torch.save "
+            "of plain tensors; sbcb loads only with the safe weights_only unpickler)"
+        ) from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "model" not in ckpt:
         raise ValueError(f"{path} is not an sbcb checkpoint (expected a dict with 'model' and 'state_dict')")
     if int(ckpt.get("format", 0)) > FORMAT:
@@ -168,23 +172,51 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device
     return ckpt
 
 
-def load_model(path: str | os.PathLike, *, map_location: str | torch.device | None = "cpu") -> torch.nn.Module:
+def model_from_checkpoint(
+    ckpt: Mapping[str, Any], *, source: str | os.PathLike = "checkpoint", allow_custom: bool = False
+) -> torch.nn.Module:
+    """Rebuild a checkpoint's model (after `sbcb.models.check_allowed`) and load its weights.
+
+    Raises:
+        ValueError: A refused model spec or weights that do not fit it (one line naming ``source``).
+    """
+    try:
+        kwargs = check_allowed(ckpt.get("model") or {}, allow_custom=allow_custom)
+    except ValueError as e:
+        raise ValueError(f"{source}: {e}") from None
+    try:
+        model = build_model(**kwargs)
+    except (ValueError, TypeError, KeyError) as e:
+        raise ValueError(f"{source}: can't rebuild its model ({type(e).__name__}: {e})") from None
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except (RuntimeError, TypeError, AttributeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{source}: its weights do not fit its model ({first})") from None
+    return model
+
+
+def load_model(
+    path: str | os.PathLike, *, map_location: str | torch.device | None = "cpu", allow_custom: bool = False
+) -> torch.nn.Module:
     """Rebuild the model stored in a checkpoint from its constructor kwargs and load its weights.
+
+    Only allow-listed architectures are built (`sbcb.models.check_allowed`); nothing is downloaded.
 
     Args:
         path: A checkpoint written by `sbcb train` or `sbcb export` (stripped or not).
         map_location: Where tensors are loaded.
+        allow_custom: Import and call a ``"module:function"`` factory named in the checkpoint (only for files you
+            trust: that runs their code).
 
     Returns:
         The model in eval mode, on the CPU (move it yourself).
+
+    Raises:
+        ValueError: Not a checkpoint, a refused model spec, or weights that do not fit (one line).
     """
     ckpt = load_checkpoint(path, map_location=map_location)
-    spec = ckpt["model"]
-    if spec.get("name") != "sbcb.models.build_model":
-        raise ValueError(f"{path}: don't know how to rebuild model {spec.get('name')!r}")
-    model = build_model(**spec["kwargs"])
-    model.load_state_dict(ckpt["state_dict"])
-    return model.eval()
+    return model_from_checkpoint(ckpt, source=path, allow_custom=allow_custom).eval()
 
 
 # --------------------------------------------------------------------------------------------------- run folder
@@ -227,13 +259,15 @@ class CheckpointManager:
             return numbered[-1]
         return self.last if self.last.exists() else None
 
-    def save(self, ckpt: Mapping[str, Any], *, is_best: bool = False) -> Path:
-        """Write ``iter_<step>.pt`` atomically, point ``last.pt`` (and ``best.pt`` if asked) at it, prune."""
+    def save(self, ckpt: Mapping[str, Any], *, is_best: bool = False, keep: Path | None = None) -> Path:
+        """Write ``iter_<step>.pt`` atomically, point ``last.pt`` (and ``best.pt`` if asked) at it, prune all but
+        the newest ``keep_last`` numbered ones and ``keep`` (the last good checkpoint, see `sbcb.train.loop`)."""
         path = atomic_save(ckpt, self.directory / f"iter_{int(ckpt['step']):07d}.pt")
         _link_or_copy(path, self.last)
         if is_best:
             _link_or_copy(path, self.best)
         for old in self.numbered()[: -self.keep_last]:
-            old.unlink(missing_ok=True)
+            if keep is None or old.resolve() != Path(keep).resolve():
+                old.unlink(missing_ok=True)
         _fsync_dir(self.directory)
         return path

@@ -93,6 +93,9 @@ class DataConfig:
 
     dataset: str = field(default="synthetic", metadata=_opt("dataset name (sbcb.data.registry)"))
     root: str | None = field(default=None, metadata=_opt("dataset folder (not needed for synthetic)", metavar="DIR"))
+    num_classes: int | None = field(
+        default=None, metadata=_opt("folder dataset without a dataset.yaml: number of classes", metavar="K")
+    )
     train_split: str = field(default="train", metadata=_opt("training split"))
     val_split: str = field(default="val", metadata=_opt("validation split; 'none' disables validation"))
     num_samples: int = field(default=64, metadata=_opt("synthetic: training images"))
@@ -109,6 +112,10 @@ class DataConfig:
     def __post_init__(self) -> None:
         if self.radius <= 0:
             raise ConfigError(f"radius must be > 0 pixels, got {self.radius}")
+        if any(int(c) < 1 for c in self.crop):
+            raise ConfigError(f"crop must be >= 1 pixel each, got {' '.join(map(str, self.crop))}")
+        if self.num_samples < 1 or self.val_samples < 1:
+            raise ConfigError(f"num_samples and val_samples must be >= 1, got {self.num_samples}, {self.val_samples}")
 
 
 @dataclass
@@ -159,6 +166,12 @@ class TrainSettings:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.amp not in AMP_MODES:
             raise ConfigError(f"amp must be None, 'auto', 'bf16' or 'fp16', got {self.amp!r}")
+        if not self.lr > 0:
+            raise ConfigError(f"lr must be > 0, got {self.lr}")
+        if self.workers < 0:
+            raise ConfigError(f"workers must be >= 0, got {self.workers}")
+        if self.log_every < 1 or self.val_every < 0:
+            raise ConfigError(f"log_every must be >= 1 and val_every >= 0, got {self.log_every}, {self.val_every}")
         if self.ckpt_every < 1 or self.keep_last < 1:
             raise ConfigError("ckpt_every and keep_last must be >= 1")
         if self.optimizer not in OPTIMIZERS:

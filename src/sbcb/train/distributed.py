@@ -49,7 +49,12 @@ def init_distributed(*, device: str | None = None, timeout_s: float = 600.0) -> 
 
     want_cuda = torch.cuda.is_available() if device is None else device.startswith("cuda")
     if want_cuda and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda was asked for, but torch.cuda.is_available() is False")
+        from sbcb.train.config import ConfigError
+
+        raise ConfigError(
+            f"--device {device}: CUDA is not available on this machine (torch.cuda.is_available() is "
+            "False); use --device cpu"
+        )
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))

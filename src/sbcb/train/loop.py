@@ -20,6 +20,7 @@ import dataclasses
 import math
 import random
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
@@ -49,9 +50,10 @@ class NonFiniteLossError(RuntimeError):
         self.last_checkpoint = last_checkpoint
         terms = ", ".join(f"{k}={v:.4g}" for k, v in losses.items())
         kept = (
-            f"the last good checkpoint is {last_checkpoint}"
+            f"the last good checkpoint (finite, bounded weights) is {last_checkpoint}: resume from it with "
+            f"`sbcb train --resume {last_checkpoint}` and a change"
             if last_checkpoint is not None
-            else "no checkpoint had been written yet"
+            else "no good checkpoint had been written yet"
         )
         super().__init__(
             f"non-finite loss at iteration {step} ({terms}); training stopped and {kept}. "
@@ -241,7 +243,68 @@ class _Progress:
     step: int = 0
     best_miou: float | None = None
     last_path: Path | None = None
+    good_path: Path | None = None  # the newest checkpoint with finite, bounded weights (`_is_sane`)
+    saved_step: int = -1
+    last_loss: float = 0.0
+    empty_batches: int = 0
     val_metrics: dict[str, Any] = field(default_factory=dict)
+
+
+# A checkpoint is "good" (named by the NaN guard, never pruned while it is the newest good one) only when every
+# parameter is finite and below this magnitude and the last loss is finite and below the loss bound: trained
+# segmentation weights are O(1)-O(100); 1e6 means the optimisation has already exploded.
+WEIGHT_BOUND = 1e6
+LOSS_BOUND = 1e6
+
+
+def _is_sane(model: nn.Module, loss: float) -> bool:
+    if not (math.isfinite(loss) and abs(loss) < LOSS_BOUND):
+        return False
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.numel() and not bool(p.detach().abs().max() < WEIGHT_BOUND):  # NaN compares False
+                return False
+    return True
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) during training: the current iteration finished and was saved."""
+
+    def __init__(self, step: int, path: Path | None, out_dir: Path) -> None:
+        self.step, self.path = step, path
+        super().__init__(
+            f"interrupted after iteration {step}; saved {path}. Resume with: sbcb train --resume --out {out_dir}"
+        )
+
+
+class _InterruptFlag:
+    """While active, the first SIGINT only sets `requested` (the loop saves after the current step and stops); a
+    second one interrupts at once. Inactive off the main thread and under DDP (every rank would have to agree)."""
+
+    def __init__(self, *, enabled: bool) -> None:
+        import threading
+
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+        self.requested = False
+        self._previous: Any = None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> _InterruptFlag:
+        if self.enabled:
+            import signal
+
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.enabled:
+            import signal
+
+            signal.signal(signal.SIGINT, self._previous)
 
 
 def train(
@@ -342,55 +405,83 @@ def train(
     t_last = t_start
     data_iter = iter(loader)
     net.train()
-    try:
-        for step in range(state.step, settings.iters):
-            schedule.set_step(step)
-            total, losses = _step(ddp_net, net, next(data_iter), optimizer, scaler, settings, info, step, state)
-            state.step = done = step + 1
-            if info.is_main and (done % settings.log_every == 0 or done == settings.iters):
-                now = time.perf_counter()
-                _log_step(logger, bar, done, optimizer, total, losses, (now - t_last) / settings.log_every)
-                t_last = now
-            if bar is not None:
-                bar.update(1)
 
-            is_best = False
-            validate = bool(
-                val_set is not None
-                and settings.val_every
-                and (done % settings.val_every == 0 or done == settings.iters)
-            )
-            save = done % settings.ckpt_every == 0 or done == settings.iters
-            if info.distributed and (validate or save):
-                D.broadcast_buffers(net)  # every rank validates (and rank 0 saves) the same model
-            if validate:
-                assert evaluate_fn is not None
-                is_best = _validate(
-                    net, val_set, evaluate_fn, state, settings, num_classes, ignore_index, per_rank, eval_options,
-                    info=info, logger=logger, bar=bar,
-                )  # fmt: skip
-            if save:
-                ckpt = {
-                    "format": FORMAT,
-                    "model": dict(model_spec) if model_spec else {"name": None, "kwargs": {}},
-                    "state_dict": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": schedule.state_dict(),
-                    "scaler": scaler.state_dict() if scaler.is_enabled() else None,
-                    "step": done,
-                    "sampler": sampler.state_dict(),
-                    "metrics": _scalars(state.val_metrics),
-                    "best": {"miou": state.best_miou},
-                    "config": dict(config or {}),
-                    "settings": asdict(settings),
-                    "versions": versions(),
-                }
-                state.last_path = _checkpoint(manager, ckpt, is_best=is_best, info=info)
+    def save(done: int, *, is_best: bool = False) -> Path:
+        ckpt = {
+            "format": FORMAT,
+            "model": dict(model_spec) if model_spec else {"name": None, "kwargs": {}},
+            "state_dict": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": schedule.state_dict(),
+            "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+            "step": done,
+            "sampler": sampler.state_dict(),
+            "metrics": _scalars(state.val_metrics),
+            "best": {"miou": state.best_miou},
+            "config": dict(config or {}),
+            "settings": asdict(settings),
+            "versions": versions(),
+        }
+        sane = _is_sane(model, state.last_loss)
+        path = _checkpoint(manager, ckpt, is_best=is_best, info=info, keep=state.good_path)
+        if sane:
+            state.good_path = path
+        state.saved_step = done
+        return path
+
+    stop = _InterruptFlag(enabled=not info.distributed)
+    try:
+        with stop:
+            for step in range(state.step, settings.iters):
+                schedule.set_step(step)
+                batch = next(data_iter)
+                if not bool((batch["label"] != ignore_index).any()):
+                    state.empty_batches += 1  # zero loss by construction (see Segmentor), counted and reported
+                total, losses = _step(ddp_net, net, batch, optimizer, scaler, settings, info, step, state)
+                state.step = done = step + 1
+                state.last_loss = float(total.detach())
+                if info.is_main and (done % settings.log_every == 0 or done == settings.iters):
+                    now = time.perf_counter()
+                    _log_step(logger, bar, done, optimizer, total, losses, (now - t_last) / settings.log_every)
+                    t_last = now
+                if bar is not None:
+                    bar.update(1)
+
+                validate = bool(
+                    val_set is not None
+                    and settings.val_every
+                    and (done % settings.val_every == 0 or done == settings.iters)
+                )
+                saving = done % settings.ckpt_every == 0 or done == settings.iters
+                if info.distributed and (validate or saving):
+                    D.broadcast_buffers(net)  # every rank validates (and rank 0 saves) the same model
+                # Save first: a crash, a bad file or Ctrl-C during validation must not lose these iterations.
+                if saving:
+                    state.last_path = save(done)
+                if validate:
+                    assert evaluate_fn is not None
+                    rngs = rng_state()  # validation must not shift the training RNG streams (resume exactness)
+                    is_best = _validate(
+                        net, val_set, evaluate_fn, state, settings, num_classes, ignore_index, per_rank, eval_options,
+                        info=info, logger=logger, bar=bar,
+                    )  # fmt: skip
+                    set_rng_state(rngs)
+                    if saving:  # the same checkpoint again, now with this validation's metrics and best mIoU
+                        state.last_path = save(done, is_best=is_best)
+                if stop.requested and done < settings.iters:
+                    path = state.last_path if state.saved_step == done else save(done)
+                    raise TrainingInterrupted(done, path, out_dir)
     finally:
         if bar is not None:
             bar.close()
         logger.close()
         del data_iter
+    if state.empty_batches and info.is_main:
+        warnings.warn(
+            f"{state.empty_batches} training batch(es) had no labelled pixel (all ignore); their segmentation loss "
+            "was 0. Check the crop size against the images and the labels' ignore regions.",
+            stacklevel=2,
+        )
 
     return TrainResult(
         step=settings.iters,
@@ -418,7 +509,11 @@ def _resume(
 ) -> _Progress:
     """Restore model, optimizer, schedule, scaler and this rank's RNG states from a checkpoint."""
     ckpt = load_checkpoint(path, map_location=device)
-    model.load_state_dict(ckpt["state_dict"])
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0]
+        raise ValueError(f"{path}: its weights do not fit the model of this run ({first})") from None
     if ckpt.get("optimizer") is None:
         raise ValueError(f"{path} holds no optimizer state (a stripped/exported checkpoint can't be resumed)")
     optimizer.load_state_dict(ckpt["optimizer"])
@@ -427,6 +522,9 @@ def _resume(
     if ckpt.get("scaler"):
         scaler.load_state_dict(ckpt["scaler"])
     state = _Progress(step=int(ckpt["step"]), best_miou=ckpt.get("best", {}).get("miou"), last_path=Path(path))
+    state.saved_step = state.step
+    if _is_sane(model, 0.0):
+        state.good_path = Path(path)
     rngs = ckpt["rng"]
     if len(rngs) != info.world_size:
         raise ValueError(
@@ -495,7 +593,7 @@ def _step(
     if info.distributed:  # every rank must stop together, or the others hang in the next all-reduce
         finite = D.all_reduce_sum(finite.cpu()) / info.world_size
     if float(finite) < 1.0:
-        raise NonFiniteLossError(step + 1, {k: float(v.detach()) for k, v in losses.items()}, state.last_path)
+        raise NonFiniteLossError(step + 1, {k: float(v.detach()) for k, v in losses.items()}, state.good_path)
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(total).backward()
     if settings.grad_clip:
@@ -569,10 +667,12 @@ def _validate(
     return is_best
 
 
-def _checkpoint(manager: CheckpointManager, ckpt: dict[str, Any], *, is_best: bool, info: D.DistInfo) -> Path:
+def _checkpoint(
+    manager: CheckpointManager, ckpt: dict[str, Any], *, is_best: bool, info: D.DistInfo, keep: Path | None = None
+) -> Path:
     """Add every rank's RNG states and save on rank 0; nothing may touch a global RNG before the next step."""
     ckpt["rng"] = D.all_gather_object(rng_state())
-    path = manager.save(ckpt, is_best=is_best) if info.is_main else manager.last
+    path = manager.save(ckpt, is_best=is_best, keep=keep) if info.is_main else manager.last
     D.barrier()
     return path
 

@@ -95,6 +95,7 @@ def build_datasets(cfg: Config, *, train: bool = True, val_boundaries: bool | No
     from sbcb.data.loader import TransformedDataset
     from sbcb.data.registry import build_dataset
     from sbcb.data.transforms import build_eval_transform, build_train_transform
+    from sbcb.data.validation import DataError
 
     data = cfg.data
 
@@ -104,9 +105,11 @@ def build_datasets(cfg: Config, *, train: bool = True, val_boundaries: bool | No
             opts = {"num_samples": n, "size": tuple(data.image_size), "seed": cfg.train.seed}
         elif data.root is None:
             raise ConfigError(f"--dataset {data.dataset} needs --root DIR")
+        if data.num_classes is not None:
+            opts["num_classes"] = data.num_classes
         try:
             return build_dataset(data.dataset, data.root, split, **opts)
-        except (KeyError, TypeError, ValueError, FileNotFoundError) as e:
+        except (KeyError, TypeError, ValueError, FileNotFoundError, DataError) as e:
             raise ConfigError(str(e).strip("'\"")) from None
 
     val_raw = None if data.val_split in (None, "none") else raw(data.val_split, data.val_samples)
@@ -135,6 +138,115 @@ def build_datasets(cfg: Config, *, train: bool = True, val_boundaries: bool | No
     return train_set, val_set, info
 
 
+# Settings a resumed run may change: how long it runs, how often it logs, validates and saves, and where and with how
+# many workers it runs. They do not change what one iteration computes. Every other field is the run's recipe.
+RESUME_MAY_CHANGE = frozenset(
+    {"iters", "log_every", "val_every", "ckpt_every", "keep_last", "workers", "progress", "device", "out", "root"}
+)
+# What a run folder holds; a new run into a folder holding any of them is refused without --overwrite.
+RUN_FILES = ("last.pt", "best.pt", "config.yaml", "train_log.csv", "val_log.csv")
+
+
+def check_resume_changes(cfg: Config, stored: Config, *, source: str) -> None:
+    """Refuse a resume whose configuration differs from the checkpoint's in a field outside `RESUME_MAY_CHANGE`.
+
+    Raises:
+        ConfigError: Naming the first such field and both values.
+    """
+    new, old = cfg.flat(), stored.flat()
+    for key, value in new.items():
+        if key not in RESUME_MAY_CHANGE and value != old.get(key):
+            flag = "--" + key.replace("_", "-")
+            raise ConfigError(
+                f"{flag} {_shown(value)} differs from the resumed run's {_shown(old.get(key))} ({source}); a resume "
+                f"keeps the recipe and may change only {', '.join(sorted(RESUME_MAY_CHANGE))}: start a new --out to "
+                "change it"
+            )
+
+
+def _shown(value: Any) -> str:
+    return " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
+def prepare_run_folder(out_dir: Path, *, resume: bool, overwrite: bool) -> None:
+    """Check the run folder before any work: a folder (not a file), writable, and not an old run unless asked.
+
+    With ``overwrite`` an old run's checkpoints, logs and config are deleted; without it (and without ``resume``)
+    a folder holding a run is refused. Orphan ``.*.tmp`` files of a killed write are removed.
+
+    Raises:
+        ConfigError: ``out`` is a file, not writable, or holds a run (the message names --resume and --overwrite).
+    """
+    import os
+    import shutil
+
+    from sbcb.train.checkpoint import CheckpointManager
+
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out {out_dir} is an existing file; give a folder (it is created if missing)")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"--out {out_dir}: can't create the run folder ({e.strerror or e})") from None
+    if not os.access(out_dir, os.W_OK):
+        raise ConfigError(f"--out {out_dir} is not writable")
+    numbered = CheckpointManager(out_dir).numbered()
+    found = [p for p in (*numbered, *(out_dir / n for n in RUN_FILES)) if p.exists()]
+    if found and not resume:
+        if not overwrite:
+            raise ConfigError(
+                f"--out {out_dir} already holds a run ({found[0].name}); add --resume to continue it, --overwrite to "
+                "delete it and start over, or pick another --out"
+            )
+        for path in found:
+            path.unlink(missing_ok=True)  # every torchrun rank runs this check
+        shutil.rmtree(out_dir / "tb", ignore_errors=True)
+    for tmp in out_dir.glob(".*.tmp"):  # left by a write that was killed before its rename
+        tmp.unlink(missing_ok=True)
+
+
+def scan_split(dataset: Any, *, workers: int = 0, what: str = "split") -> None:
+    """Read every raw sample once (the dataset's own checks: readable files, sizes, label values), before training.
+
+    Used for the validation split, so a bad val file fails the run before the first step, not after hours.
+
+    Raises:
+        ConfigError: The first bad sample (named), with a pointer to ``sbcb check-data`` for the full list.
+    """
+    from torch.utils.data import DataLoader
+
+    loader: DataLoader[Any] = DataLoader(_Checked(dataset), batch_size=1, num_workers=workers, collate_fn=_first)  # type: ignore[arg-type]
+    problems = [message for message in loader if message is not None]
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ConfigError(f"{what}: {problems[0]}{more}; `sbcb check-data` lists every problem")
+
+
+class _Checked:
+    """Sample i of a raw dataset -> None, or the message of the error reading it."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> str | None:
+        from sbcb.data.validation import DataError
+
+        try:
+            self.dataset[index]
+        except DataError as e:
+            return " ".join(str(e).split())
+        except Exception as e:  # still a problem with this one sample: name it
+            return f"sample {index}: {type(e).__name__}: {e}"
+        return None
+
+
+def _first(batch: list) -> Any:
+    return batch[0]
+
+
 class TrainOutcome(NamedTuple):
     """What `run_training` returns: exit code, the loop's result, the trained model and the validation data."""
 
@@ -145,8 +257,14 @@ class TrainOutcome(NamedTuple):
     data_info: Any
 
 
-def run_training(cfg: Config, *, resume: str | Path | None = None) -> TrainOutcome:
+def run_training(
+    cfg: Config, *, resume: str | Path | None = None, overwrite: bool = False, allow_custom: bool = False
+) -> TrainOutcome:
     """Build data and model from `cfg` and train (also under torchrun); saves ``config.yaml`` in the run folder.
+
+    Everything a user can get wrong is checked before the first step: the run folder (a run already in it needs
+    ``resume`` or ``overwrite``), a resume's changed settings (`check_resume_changes`), the model spec
+    (`sbcb.models.check_allowed`; a ``module:function`` architecture needs ``allow_custom``), both data splits.
 
     Raises:
         ConfigError: A user mistake (no ``out``, a bad model or dataset option, a resume mismatch).
@@ -161,6 +279,25 @@ def run_training(cfg: Config, *, resume: str | Path | None = None) -> TrainOutco
     if cfg.run.out is None:
         raise ConfigError("--out DIR is required (the run folder for checkpoints and logs)")
     out_dir = Path(cfg.run.out)
+    from sbcb.models import check_allowed
+    from sbcb.train.checkpoint import load_checkpoint
+
+    start = 0
+    if resume is not None:
+        try:
+            ckpt = load_checkpoint(resume)
+            check_allowed(ckpt["model"], allow_custom=allow_custom)
+        except (FileNotFoundError, ValueError) as e:
+            raise ConfigError(f"{resume}: {e}" if str(resume) not in str(e) else str(e)) from None
+        if ckpt.get("optimizer") is None or not ckpt.get("config") or "rng" not in ckpt:
+            raise ConfigError(
+                f"{resume} is not a training checkpoint (no optimizer state, config or RNG state); "
+                "a stripped or exported checkpoint can't be resumed"
+            )
+        check_resume_changes(cfg, config_of_checkpoint(ckpt, source=str(resume)), source=str(resume))
+        start = int(ckpt.get("step", 0))
+        del ckpt
+    prepare_run_folder(out_dir, resume=resume is not None, overwrite=overwrite)
     info = D.init_distributed(device=cfg.run.device)
     try:
         if cfg.train.batch_size % info.world_size:
@@ -168,13 +305,18 @@ def run_training(cfg: Config, *, resume: str | Path | None = None) -> TrainOutco
                 f"--batch-size {cfg.train.batch_size} (the total batch) is not divisible by {info.world_size} processes"
             )
         train_set, val_set, data_info = build_datasets(cfg)
+        if info.is_main and cfg.data.dataset != "synthetic":  # every file read once, before the first step
+            scan_split(train_set.dataset, workers=cfg.train.workers, what=f"--train-split {cfg.data.train_split}")
+            if val_set is not None:
+                scan_split(val_set.dataset, workers=cfg.train.workers, what=f"--val-split {cfg.data.val_split}")
         seed_everything(cfg.train.seed)  # model initialisation depends on the seed only
         kwargs = model_kwargs(cfg, data_info.num_classes)
         kwargs["ignore_index"] = data_info.ignore_index
         try:
+            kwargs = check_allowed(kwargs, allow_custom=allow_custom)
             model = build_model(**kwargs)
-        except (ValueError, TypeError) as e:
-            raise ConfigError(f"can't build the model: {e}") from None
+        except (ValueError, TypeError, KeyError, RuntimeError) as e:
+            raise ConfigError(f"can't build the model: {str(e).strip()}") from None
         # 0 = validate only at the end of the run (the CLI's meaning; the loop's 0 is "never")
         settings = cfg.train
         if not settings.val_every:
@@ -183,6 +325,8 @@ def run_training(cfg: Config, *, resume: str | Path | None = None) -> TrainOutco
             save_config(cfg.to_dict(), out_dir / "config.yaml", extra={"world_size": info.world_size})
             params = sum(p.numel() for p in model.parameters()) / 1e6
             sizes = f"{len(train_set)} train" + (f", {len(val_set)} val" if val_set is not None else "")
+            if resume is not None:
+                print(f"sbcb train: resuming {resume} at iteration {start}")
             print(
                 f"sbcb train: {type(model).__name__} ({params:.2f}M params) on {cfg.data.dataset} ({sizes}), "
                 f"{info.world_size} process(es) on {info.device}, {settings.iters} iterations -> {out_dir}"
