@@ -22,6 +22,8 @@ _LAZY = {
     "CASENetHead": "sbcb.heads",
     "DFFHead": "sbcb.heads",
     "DDSHead": "sbcb.heads",
+    "from_pretrained": "sbcb.pretrained",
+    "save_pretrained": "sbcb.pretrained",
 }
 
 __all__ = ["__version__", *_LAZY]
