@@ -6,7 +6,9 @@ like any other metric. The numbers come from the native functions of `sbcb.metri
 class fed the same data (tested, also over two gloo processes).
 
 `compute()` returns a dict of float64 tensors with the native keys (0-dim for the means, [K] per class), like
-torchmetrics' own dict-valued metrics (e.g. detection mAP). Log the scalar entries:
+torchmetrics' own dict-valued metrics (e.g. detection mAP). torchmetrics squeezes one-element tensors, so a
+[R] entry with one radius (or [K] with K = 1) comes back 0-dim: index with ``.reshape(-1)``. Log the scalar
+entries:
 
     >>> miou = MeanIoU(19)
     >>> miou.update(logits.argmax(1), target)
