@@ -371,7 +371,8 @@ def from_pretrained(directory: str | os.PathLike, *, map_location: str = "cpu", 
 
     Args:
         directory: A local folder with ``config.json`` and ``model.safetensors``.
-        map_location: Device the weights are loaded to (the model is built on the CPU, then the tensors loaded).
+        map_location: Device safetensors reads the tensors to; they are then copied into the model, which is built
+            on the CPU and stays there (move it yourself).
         strict: Every state-dict entry must match (missing or unexpected keys raise).
 
     Returns:
