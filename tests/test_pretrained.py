@@ -14,19 +14,13 @@ pytest.importorskip("segmentation_models_pytorch", reason="the tiny test model i
 import sbcb  # noqa: E402
 from sbcb.metrics import BoundaryIoU, MeanIoU  # noqa: E402
 from sbcb.models import build_model  # noqa: E402
-from sbcb.pretrained import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, check_model_kwargs  # noqa: E402
+from sbcb.pretrained import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, check_model_kwargs, read_config  # noqa: E402
+from sbcb.train.config import Config  # noqa: E402
 
 TINY = dict(
     arch="unet", encoder="tu-mobilenetv3_small_050", encoder_depth=3, factory_kwargs={"decoder_channels": [16, 16, 8]}
 )
 KWARGS = dict(num_classes=4, sbcb_head="casenet", **TINY)
-
-
-def _training_losses(net, images, masks):
-    """The wrapper's training call (today's contract; one line to change after the issue-15 merge)."""
-    net.train()
-    out = net(images)
-    return net.loss(out, masks)
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +29,8 @@ def trained():
     torch.manual_seed(0)
     net = build_model(**KWARGS)
     x, y = torch.randn(2, 3, 64, 64), torch.randint(0, 4, (2, 64, 64))
-    sum(_training_losses(net, x, y).values()).backward()
+    net.train()
+    sum(net(x, y).values()).backward()  # the call: net(images, masks) -> weighted losses
     with torch.no_grad():
         for p in net.parameters():
             if p.grad is not None:
@@ -54,7 +49,7 @@ def test_wrapper_round_trip_with_card(trained, tmp_path):
     out = sbcb.save_pretrained(
         net,
         tmp_path / "m",
-        model_kwargs=KWARGS,
+        config=KWARGS,
         class_names=["a", "b", "c", "d"],
         dataset={"name": "synthetic_streets", "size": [64, 64]},
         metrics=metrics,
@@ -82,14 +77,14 @@ def test_wrapper_round_trip_with_card(trained, tmp_path):
 
     with safe_open(str(out / WEIGHTS_NAME), framework="pt") as f:
         assert f.metadata()["format"] == "pt"
-    # The loaded model remembers its kwargs, so it can be shared again without them.
-    again = sbcb.save_pretrained(loaded, tmp_path / "again")
+    # The folder's own recipe shares the loaded model again.
+    again = sbcb.save_pretrained(loaded, tmp_path / "again", config=read_config(out)["model_kwargs"])
     assert json.loads((again / CONFIG_NAME).read_text())["model_kwargs"] == KWARGS
 
 
 def test_stripped_folder_is_the_baseline(trained, tmp_path):
     net, _ = trained
-    out = sbcb.save_pretrained(net, tmp_path / "deploy", model_kwargs=KWARGS, stripped=True)
+    out = sbcb.save_pretrained(net, tmp_path / "deploy", config=KWARGS, stripped=True)
     model = sbcb.from_pretrained(out)
     baseline = build_model(**{**KWARGS, "sbcb_head": "none"})
     assert type(model) is type(baseline) and model.state_dict().keys() == baseline.state_dict().keys()
@@ -101,12 +96,12 @@ def test_stripped_folder_is_the_baseline(trained, tmp_path):
 
 def test_save_refuses_what_would_not_load(trained, tmp_path):
     net, _ = trained
-    with pytest.raises(ValueError, match="needs model_kwargs"):
-        sbcb.save_pretrained(net, tmp_path / "x")
+    with pytest.raises(TypeError, match="config must be"):
+        sbcb.save_pretrained(net, tmp_path / "x", config=None)
     with pytest.raises(ValueError, match="different model"):
-        sbcb.save_pretrained(net, tmp_path / "x", model_kwargs={**KWARGS, "num_classes": 5})
+        sbcb.save_pretrained(net, tmp_path / "x", config={**KWARGS, "num_classes": 5})
     with pytest.raises(ValueError, match="module:function"):
-        sbcb.save_pretrained(net, tmp_path / "x", model_kwargs={**KWARGS, "arch": "mypkg.models:make"})
+        sbcb.save_pretrained(net, tmp_path / "x", config={**KWARGS, "arch": "mypkg.models:make"})
     assert not (tmp_path / "x").exists()
 
 
@@ -148,3 +143,42 @@ def test_missing_folder_says_how_to_get_a_hub_copy(tmp_path):
         sbcb.from_pretrained(tmp_path / "user/repo")
     with pytest.raises(FileNotFoundError, match=WEIGHTS_NAME):
         sbcb.from_pretrained(_write_config(tmp_path / "no_weights", **KWARGS))
+
+
+def test_the_runs_config_is_the_recipe(tmp_path):
+    """`sbcb train`'s route: the run's Config (model section + data radius) plus K from the wrapper."""
+    from sbcb.train.run import model_kwargs
+
+    cfg = Config.from_dict(
+        {
+            "model": {
+                **{k: v for k, v in TINY.items() if k != "factory_kwargs"},
+                "arch_kwargs": TINY["factory_kwargs"],
+            },
+            "data": {"radius": 3.0},
+        }
+    )
+    kwargs = {**model_kwargs(cfg, 4), "ignore_index": 255}
+    torch.manual_seed(0)
+    net = build_model(**kwargs)
+    out = sbcb.save_pretrained(net, tmp_path / "m", config=cfg)  # K and ignore_index from the wrapper
+    record = read_config(out)
+    assert record["model_kwargs"] == kwargs and record["model_kwargs"]["radius"] == 3.0
+    assert record["dataset"] == {"name": "synthetic", "split": "train"}
+    loaded = sbcb.from_pretrained(out)
+    assert isinstance(loaded, sbcb.SBCB) and loaded.radius == 3.0
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), net.eval()(x))
+    with pytest.raises(ValueError, match="num_classes"):
+        sbcb.save_pretrained(net.strip(), tmp_path / "y", config=cfg)  # a bare model does not know K
+
+
+def test_a_baseline_segmentor_saves_its_model(tmp_path):
+    kwargs = {**KWARGS, "sbcb_head": "none"}
+    net = sbcb.Segmentor(build_model(**kwargs), num_classes=4)
+    model = sbcb.from_pretrained(sbcb.save_pretrained(net, tmp_path / "b", config=kwargs))
+    assert type(model) is type(net.strip())
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(model(x), net.eval()(x))

@@ -7,15 +7,20 @@ Layout (the Hugging Face Hub's: a folder that can be uploaded as a model reposit
       model.safetensors    # the state dict (no pickle)
       README.md            # generated model card: architecture, dataset, metrics with their settings
 
-Loading never runs code from the folder: `config.json` is parsed as JSON, and the model is rebuilt by
-`sbcb.models.build_model` only for an architecture sbcb knows (an smp architecture name or a model registered
-with `sbcb.models.register_model`), never for a ``"module:function"`` factory path, and never with
-options that would download weights. The weights are read with safetensors, which holds tensors only.
+The recipe is the run's configuration: `save_pretrained` takes the `sbcb.train.config.Config` a model was trained
+with (its model section and boundary radius, resolved to `sbcb.models.build_model` kwargs exactly as `sbcb train`
+does), a bare `ModelConfig`, or the build kwargs a checkpoint stores (``ckpt["model"]["kwargs"]``). A function, not a
+method of `sbcb.Segmentor`: the wrapper holds a user model it cannot rebuild, modules never hold config objects, and
+the core stays free of safetensors and the model builder.
+
+Loading never runs code from the folder and never reaches the network: `config.json` is parsed as JSON, and its
+build kwargs must pass `check_model_kwargs`, the one allow-list (known keys; an smp architecture or a model
+registered with `sbcb.models.register_model`, never a ``"module:function"`` factory path; no option that downloads
+weights) before `sbcb.models.build_model` sees them. The weights are read with safetensors, which holds tensors only.
 
 Example:
-    >>> net = build_model(**kwargs)                      # ... trained ...
-    >>> save_pretrained(net, "out/my-model", model_kwargs=kwargs, dataset={"name": "cityscapes"})
-    >>> save_pretrained(net, "out/my-model-deploy", model_kwargs=kwargs, stripped=True)
+    >>> save_pretrained(net, "out/my-model", config=cfg, metrics={"miou": 0.71})   # cfg: the run's Config
+    >>> save_pretrained(net, "out/my-model-deploy", config=cfg, stripped=True)
     >>> model = sbcb.from_pretrained("out/my-model-deploy")   # the plain segmentor, eval mode
 """
 
@@ -41,7 +46,7 @@ BUILDER = "sbcb.models.build_model"
 # smp / timm options that fetch weights from the network; a shared config must not set them.
 _DOWNLOAD_OPTIONS = ("encoder_weights", "pretrained", "weights", "weights_backbone", "pretrained_cfg_overlay")
 
-__all__ = ["check_model_kwargs", "from_pretrained", "push_to_hub", "save_pretrained"]
+__all__ = ["build_kwargs", "check_model_kwargs", "from_pretrained", "push_to_hub", "read_config", "save_pretrained"]
 
 
 def _safetensors():
@@ -56,7 +61,10 @@ def _safetensors():
 
 
 def check_model_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """Validate `sbcb.models.build_model` kwargs read from (or written to) a shared config.
+    """The allow-list: validate `sbcb.models.build_model` kwargs read from (or written to) a shared folder.
+
+    Everything a file may ask `build_model` for passes through here and nothing else; checkpoints store the same
+    kwargs (``ckpt["model"]["kwargs"]``), so checkpoint loading can use this function too.
 
     Args:
         kwargs: Keyword arguments of `sbcb.models.build_model`, plain JSON types.
@@ -106,12 +114,42 @@ def check_model_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------------- saving
 
 
+def build_kwargs(
+    config: Any, *, num_classes: int | None = None, ignore_index: int | None = None, radius: float | None = None
+) -> dict[str, Any]:
+    """The `sbcb.models.build_model` kwargs of a recipe (not yet checked; see `check_model_kwargs`).
+
+    Args:
+        config: The run's `sbcb.train.config.Config` (model section + ``data.radius``), a `ModelConfig`, or build
+            kwargs as a checkpoint stores them (``ckpt["model"]["kwargs"]``, returned as given).
+        num_classes: K; needed with a `Config` or `ModelConfig` (they leave K to the dataset).
+        ignore_index: The dataset's void label (default 255).
+        radius: Boundary GT radius for a bare `ModelConfig` (default 2; a `Config` has its own).
+    """
+    from sbcb.train.config import Config, ModelConfig
+    from sbcb.train.run import model_kwargs
+
+    if isinstance(config, (Config, ModelConfig)):
+        if num_classes is None:
+            raise ValueError("a Config does not know the number of classes: pass num_classes=K")
+        kwargs = model_kwargs(config, int(num_classes), radius=radius)
+        kwargs["ignore_index"] = 255 if ignore_index is None else int(ignore_index)
+        return kwargs
+    if isinstance(config, Mapping):
+        return dict(config)
+    raise TypeError(
+        f"config must be a Config, a ModelConfig or build_model kwargs (ckpt['model']['kwargs']), "
+        f"got {type(config).__name__}"
+    )
+
+
 def save_pretrained(
     net: nn.Module,
     directory: str | os.PathLike,
     *,
-    model_kwargs: Mapping[str, Any] | None = None,
+    config: Any,
     stripped: bool = False,
+    num_classes: int | None = None,
     class_names: Sequence[str] | None = None,
     dataset: Mapping[str, Any] | None = None,
     metrics: Mapping[str, Any] | None = None,
@@ -122,41 +160,53 @@ def save_pretrained(
     """Write a shareable folder: ``config.json``, ``model.safetensors`` and a model card ``README.md``.
 
     Args:
-        net: The model: an `sbcb.SBCB` wrapper or a plain segmentor built by `sbcb.models.build_model`.
+        net: The trained model: an `sbcb.SBCB` wrapper, an `sbcb.Segmentor` or a plain segmentor, as built by
+            `sbcb.models.build_model` from `config`.
         directory: Output folder (created; the three files are replaced if present).
-        model_kwargs: The `sbcb.models.build_model` kwargs that built `net` (what `sbcb train` stores in its
-            checkpoints under ``model.kwargs``). Default: ``net.sbcb_model_kwargs``, which `from_pretrained` sets.
+        config: The recipe that built `net` (see `build_kwargs`): the run's `Config` (recommended), a
+            `ModelConfig`, or a checkpoint's ``ckpt["model"]["kwargs"]``.
         stripped: Save the deployable segmentor (``net.strip()``, no SBD head) instead of `net`.
+        num_classes: K for a `Config` recipe (default: ``net.num_classes`` of an sbcb wrapper).
         class_names: Names of the K classes, for the card and the config.
-        dataset: What the model was trained on, plain JSON (e.g. ``{"name": "cityscapes", "split": "train"}``).
+        dataset: What the model was trained on, plain JSON (default with a `Config`: its dataset and split).
         metrics: Evaluation results by name: a number, or a native result dict such as
             ``BoundaryIoU(...).compute()`` (its ``settings`` go to the card; arrays become lists, NaN null).
         title: Heading of the model card (default: derived from the architecture).
         license: An SPDX id for the card's metadata (e.g. ``"apache-2.0"``); omitted when None.
-        check: Rebuild the model from the kwargs and compare state-dict keys and shapes before writing, so a
+        check: Rebuild the model from the recipe and compare state-dict keys and shapes before writing, so a
             folder that would not load is never written.
 
     Returns:
         The folder.
 
     Raises:
-        ValueError: No kwargs, kwargs that `from_pretrained` would refuse, or kwargs that build another model.
+        ValueError: A recipe `from_pretrained` would refuse, or one that builds another model.
     """
     from sbcb.models import build_model, strip_model, stripped_kwargs
+    from sbcb.train.config import Config
 
     st = _safetensors()
-    if model_kwargs is None:
-        model_kwargs = getattr(net, "sbcb_model_kwargs", None)
-    if model_kwargs is None:
-        raise ValueError(
-            "save_pretrained needs model_kwargs: the sbcb.models.build_model kwargs that built this model "
-            "(a checkpoint's ckpt['model']['kwargs'])"
+    if num_classes is None:
+        num_classes = getattr(net, "num_classes", None)
+    kwargs = check_model_kwargs(
+        build_kwargs(
+            config,
+            num_classes=num_classes,
+            ignore_index=getattr(net, "ignore_index", None),
+            radius=getattr(net, "radius", None),
         )
-    kwargs = check_model_kwargs(model_kwargs)
+    )
+    if dataset is None and isinstance(config, Config):
+        dataset = {"name": config.data.dataset, "split": config.data.train_split}
+    from sbcb.segmentor import Segmentor
+    from sbcb.wrapper import SBCB
+
     module = net
     if stripped:
         module = strip_model(net)
         kwargs = stripped_kwargs(kwargs)
+    elif isinstance(net, Segmentor) and not isinstance(net, SBCB):
+        module = net.strip()  # a baseline's call wrapper adds no weights; build_model builds the bare model
     state = module.state_dict()
     if check:
         rebuilt = build_model(**kwargs).state_dict()
@@ -164,14 +214,14 @@ def save_pretrained(
         mismatch += [k for k in rebuilt.keys() & state.keys() if rebuilt[k].shape != state[k].shape]
         if mismatch:
             raise ValueError(
-                f"model_kwargs build a different model than the one given ({len(mismatch)} mismatching state-dict "
-                f"entries, e.g. {mismatch[:3]}); pass the kwargs that built it"
+                f"the recipe builds a different model than the one given ({len(mismatch)} mismatching state-dict "
+                f"entries, e.g. {mismatch[:3]}); pass the config that built it"
                 + ("" if stripped else ", or stripped=True for the segmentor alone")
             )
     num_classes = int(kwargs["num_classes"])
     if class_names is not None and len(class_names) != num_classes:
         raise ValueError(f"{len(class_names)} class names for {num_classes} classes")
-    config = {
+    record = {
         "sbcb_format": FORMAT,
         "library_name": "sbcb",
         "builder": BUILDER,
@@ -195,8 +245,8 @@ def save_pretrained(
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    _write_text(out / CONFIG_NAME, json.dumps(config, indent=2, allow_nan=False) + "\n")
-    _write_text(out / CARD_NAME, model_card(config, title=title, license=license))
+    _write_text(out / CONFIG_NAME, json.dumps(record, indent=2, allow_nan=False) + "\n")
+    _write_text(out / CARD_NAME, model_card(record, title=title, license=license))
     return out
 
 
@@ -376,8 +426,8 @@ def from_pretrained(directory: str | os.PathLike, *, map_location: str = "cpu", 
         strict: Every state-dict entry must match (missing or unexpected keys raise).
 
     Returns:
-        What was saved (the SBCB wrapper, or the plain segmentor for a stripped folder) in eval mode. Its
-        ``sbcb_model_kwargs`` attribute holds the build kwargs, so `save_pretrained(model, dir)` works again.
+        What was saved (the SBCB wrapper, or the plain segmentor for a stripped folder) in eval mode, on the CPU.
+        To share it again: ``save_pretrained(model, new_dir, config=read_config(directory)["model_kwargs"])``.
 
     Raises:
         FileNotFoundError: Not a local folder, or files missing.
@@ -398,7 +448,6 @@ def from_pretrained(directory: str | os.PathLike, *, map_location: str = "cpu", 
             f"{weights} does not fit the model built from config.json: missing {missing[:5]}, "
             f"unexpected {unexpected[:5]}"
         )
-    model.sbcb_model_kwargs = kwargs
     return model.eval()
 
 

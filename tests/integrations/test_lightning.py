@@ -41,7 +41,7 @@ def test_fit_logs_losses_and_metrics_and_strips(tmp_path):
     torch.manual_seed(0)
     net = build_model(**KWARGS)
     before = {k: v.clone() for k, v in net.strip().state_dict().items()}
-    module = SegmentationModule(net, num_classes=K, boundary_radii=(3,), boundary_iou_width=2, model_kwargs=KWARGS)
+    module = SegmentationModule(net, num_classes=K, boundary_radii=(3,), boundary_iou_width=2, config=KWARGS)
     trainer = L.Trainer(
         max_steps=2,
         accelerator="cpu",
@@ -70,13 +70,17 @@ def test_fit_logs_losses_and_metrics_and_strips(tmp_path):
     assert json.loads((out / "config.json").read_text())["stripped"] is True
 
 
-def test_plain_model_loss_is_cross_entropy():
+def test_plain_model_trains_through_the_call():
+    """A bare module is put in a Segmentor: its training step is net(images, masks), cross-entropy with ignore."""
     pytest.importorskip("lightning", reason=LIGHTNING_MISSING)
-    from sbcb.integrations.lightning import _training_losses
+    from sbcb.integrations.lightning import SegmentationModule
 
-    net = torch.nn.Conv2d(3, K, 1)
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, K, 1)
+    module = SegmentationModule(conv, num_classes=K)
     x, y = torch.randn(2, 3, 8, 8), torch.randint(0, K, (2, 8, 8))
     y[0, 0, 0] = 255
-    losses = _training_losses(net, x, y, None, ignore_index=255)
+    losses = module.net(x, y)
     assert set(losses) == {"loss_seg"}
-    assert torch.allclose(losses["loss_seg"], torch.nn.functional.cross_entropy(net(x), y, ignore_index=255))
+    assert torch.allclose(losses["loss_seg"], torch.nn.functional.cross_entropy(conv(x), y, ignore_index=255))
+    assert module.deployable() is conv

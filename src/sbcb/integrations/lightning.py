@@ -1,9 +1,11 @@
 """Train any SBCB (or plain) segmentation model with Lightning (extra: ``pip install "sbcb[lightning]"``).
 
-`SegmentationModule` is deliberately small: the losses are the model's own (`SBCB.loss`: Eq. 1 of the paper; plain
-models: cross-entropy with the ignore index), the optimizer is the paper's SGD with a poly schedule, validation
-logs mIoU, boundary F and Boundary IoU through `sbcb.integrations.torchmetrics` (so Lightning syncs them under DDP),
-and `deployable()` / `save_pretrained(...)` strip the SBD head for export.
+`SegmentationModule` is deliberately small: each training step is the sbcb call ``net(images, masks,
+boundaries=...)``, whose flat dict of weighted losses is summed (an `sbcb.SBCB` wrapper: Eq. 1 of the paper; any
+other model is put in an `sbcb.Segmentor`: cross-entropy with the ignore index plus its own auxiliary losses). The
+optimizer is the paper's SGD with a poly schedule, validation logs mIoU, boundary F and Boundary IoU through
+`sbcb.integrations.torchmetrics` (so Lightning syncs them under DDP), and `deployable()` / `save_pretrained(...)`
+strip the SBD head for export.
 
 Batches are the dicts of `sbcb.data` loaders (``"image"`` float [B, 3, H, W], ``"label"`` int64 [B, H, W], optional
 ``"boundaries"``) or ``(images, labels)`` tuples.
@@ -24,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sbcb.segmentor import Segmentor
+
 try:
     import lightning as L
 except ImportError as e:  # pragma: no cover - the extra is installed in the dev environment
@@ -32,20 +36,6 @@ except ImportError as e:  # pragma: no cover - the extra is installed in the dev
 from sbcb.integrations.torchmetrics import BoundaryFScore, BoundaryIoU, MeanIoU
 
 __all__ = ["SegmentationModule"]
-
-
-def _training_losses(
-    net: nn.Module, images: Tensor, masks: Tensor, boundaries: Tensor | None, *, ignore_index: int
-) -> dict[str, Tensor]:
-    """The flat dict of weighted losses of one batch; the only place that knows the model's training call."""
-    loss = getattr(net, "loss", None)
-    if callable(loss):  # an SBCB wrapper: a training forward, then Eq. 1
-        net.train()
-        return loss(net(images), masks, boundaries)
-    logits = net(images)
-    if logits.shape[-2:] != masks.shape[-2:]:
-        logits = F.interpolate(logits, size=masks.shape[-2:], mode="bilinear", align_corners=False)
-    return {"loss_seg": F.cross_entropy(logits.float(), masks.long(), ignore_index=ignore_index)}
 
 
 def _unpack(batch: Any) -> tuple[Tensor, Tensor, Tensor | None]:
@@ -59,7 +49,8 @@ class SegmentationModule(L.LightningModule):
     """A `LightningModule` around an `sbcb.SBCB` wrapper or any model mapping [B, 3, H, W] to [B, K, H, W] logits.
 
     Args:
-        net: The model to train.
+        net: The model to train: an `sbcb.Segmentor` (`sbcb.SBCB` included) as is, any other module inside an
+            `sbcb.Segmentor` (so ``self.net`` always has the call ``net(images, masks) -> losses``).
         num_classes: K.
         ignore_index: Void label (loss and metrics).
         lr: Initial learning rate of SGD (paper: 0.01).
@@ -68,7 +59,8 @@ class SegmentationModule(L.LightningModule):
         poly_power: Poly schedule power over `trainer.estimated_stepping_batches` (0 = constant lr).
         boundary_radii: Boundary F tolerances in pixels for validation.
         boundary_iou_width: Boundary IoU band width in pixels (None: 2 % of the diagonal).
-        model_kwargs: The `sbcb.models.build_model` kwargs of `net`, for `save_pretrained` (optional).
+        config: The recipe of `net` for `save_pretrained` (optional): the `sbcb.train.config.Config` (or
+            `ModelConfig`) it was built from, or its `sbcb.models.build_model` kwargs.
 
     Logs ``train/loss`` and every ``train/loss_*`` term each step; ``val/miou``, ``val/aacc``, ``val/bf{r}`` and
     ``val/biou`` each validation epoch (fractions).
@@ -86,14 +78,16 @@ class SegmentationModule(L.LightningModule):
         poly_power: float = 0.9,
         boundary_radii: Sequence[float] = (3,),
         boundary_iou_width: int | None = None,
-        model_kwargs: Mapping[str, Any] | None = None,
+        config: Any = None,
     ) -> None:
         super().__init__()
-        self.net = net
+        self.net = (
+            net if isinstance(net, Segmentor) else Segmentor(net, num_classes=num_classes, ignore_index=ignore_index)
+        )
         self.num_classes = int(num_classes)
         self.ignore_index = int(ignore_index)
         self.lr, self.momentum, self.weight_decay, self.poly_power = lr, momentum, weight_decay, poly_power
-        self.model_kwargs = dict(model_kwargs) if model_kwargs is not None else None
+        self.config = config
         self.boundary_radii = tuple(boundary_radii)
         self.val_miou = MeanIoU(num_classes, ignore_index=ignore_index)
         self.val_bf = BoundaryFScore(num_classes, radii=self.boundary_radii, ignore_index=ignore_index)
@@ -105,7 +99,7 @@ class SegmentationModule(L.LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         images, masks, boundaries = _unpack(batch)
-        losses = _training_losses(self.net, images, masks, boundaries, ignore_index=self.ignore_index)
+        losses = self.net(images, masks, boundaries=boundaries)
         total = sum(v.float() for v in losses.values())
         batch_size = images.shape[0]
         self.log("train/loss", total, prog_bar=True, batch_size=batch_size)
@@ -149,9 +143,17 @@ class SegmentationModule(L.LightningModule):
 
         return strip_model(self.net)
 
-    def save_pretrained(self, directory: str | os.PathLike, *, stripped: bool = True, **kwargs: Any) -> Any:
-        """`sbcb.save_pretrained` of the trained model (stripped by default); needs `model_kwargs`."""
+    def save_pretrained(self, directory: str | os.PathLike, *, stripped: bool = True, **options: Any) -> Any:
+        """`sbcb.save_pretrained` of the trained model (stripped by default) with the `config` given at construction.
+
+        Args:
+            directory: Output folder.
+            stripped: Save the deployable segmentor (no SBD head).
+            options: Other `sbcb.save_pretrained` keyword arguments (``class_names``, ``metrics``, ...).
+        """
         from sbcb.pretrained import save_pretrained
 
-        kwargs.setdefault("model_kwargs", self.model_kwargs)
-        return save_pretrained(self.net, directory, stripped=stripped, **kwargs)
+        if self.config is None and "config" not in options:
+            raise ValueError("save_pretrained needs the model's recipe: SegmentationModule(..., config=cfg)")
+        options.setdefault("config", self.config)
+        return save_pretrained(self.net, directory, stripped=stripped, **options)

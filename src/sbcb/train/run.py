@@ -160,6 +160,11 @@ def run_training(cfg: Config, *, resume: str | Path | None = None) -> TrainOutco
 
     if cfg.run.out is None:
         raise ConfigError("--out DIR is required (the run folder for checkpoints and logs)")
+    if cfg.run.logger == "tensorboard":
+        import importlib.util
+
+        if importlib.util.find_spec("tensorboard") is None:  # say so before any data or model is built
+            raise ConfigError('--logger tensorboard needs tensorboard: pip install "sbcb[tensorboard]"')
     out_dir = Path(cfg.run.out)
     info = D.init_distributed(device=cfg.run.device)
     try:
@@ -202,6 +207,7 @@ def run_training(cfg: Config, *, resume: str | Path | None = None) -> TrainOutco
                 dist_info=info,
                 progress=cfg.run.progress,
                 eval_options={"mode": settings.val_mode, "crop": cfg.data.crop, "stride": settings.val_stride},
+                logger=cfg.run.logger,
             )
         except NonFiniteLossError as e:
             if info.is_main:
@@ -213,7 +219,7 @@ def run_training(cfg: Config, *, resume: str | Path | None = None) -> TrainOutco
             summary = ", ".join(
                 f"{k} {100 * v:.2f}"
                 for k, v in result.val_metrics.items()
-                if k in ("miou", "bf3", "sbd_mf") and isinstance(v, float)
+                if k in ("miou", "bf3", "biou", "sbd_mf") and isinstance(v, float)
             )
             print(f"done: {result.step} iterations in {result.seconds:.1f} s; last checkpoint {result.last_checkpoint}")
             if summary:
