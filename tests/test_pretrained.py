@@ -182,3 +182,17 @@ def test_a_baseline_segmentor_saves_its_model(tmp_path):
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(model(x), net.eval()(x))
+
+
+def test_loading_opens_no_connection(trained, tmp_path, monkeypatch):
+    import socket
+
+    net, _ = trained
+    out = sbcb.save_pretrained(net, tmp_path / "m", config=KWARGS)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("from_pretrained tried to reach the network")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    assert isinstance(sbcb.from_pretrained(out), sbcb.SBCB)
