@@ -23,6 +23,8 @@ _LAZY = {
     "CASENetHead": "sbcb.heads",
     "DFFHead": "sbcb.heads",
     "DDSHead": "sbcb.heads",
+    "from_pretrained": "sbcb.pretrained",
+    "save_pretrained": "sbcb.pretrained",
 }
 
 if TYPE_CHECKING:  # the names for type checkers and IDEs; at run time `__getattr__` imports on first use

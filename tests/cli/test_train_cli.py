@@ -1,6 +1,7 @@
 """`sbcb train | eval | export | predict` end to end on a tiny model and tiny synthetic images."""
 
 import csv
+import importlib.util
 import json
 import os
 import signal
@@ -62,6 +63,9 @@ def test_train_resume_eval_export_predict(tmp_path, one_thread, capsys):
     report = json.loads((tmp_path / "eval" / "eval.json").read_text())
     assert report["miou"] == pytest.approx(float(val[3]["miou"]), abs=1e-12)
     assert report["bf3"] == pytest.approx(float(val[3]["bf3"]), abs=1e-12)
+    assert report["biou"] == pytest.approx(float(val[3]["biou"]), abs=1e-12)  # Boundary IoU beside boundary F
+    assert report["biou_settings"]["dilation_ratio"] == 0.02 and report["biou_settings"]["width_px"] is None
+    assert len(report["biou_per_class"]) == 11
     assert "sbd_mf" in report and len(report["iou"]) == 11
     assert "| road |" in (tmp_path / "eval" / "eval.md").read_text()
     pr = report["sbd_pr"]
@@ -78,6 +82,16 @@ def test_train_resume_eval_export_predict(tmp_path, one_thread, capsys):
     x = torch.randn(1, 3, 64, 96)
     with torch.no_grad():
         assert torch.equal(full(x), plain(x))
+    # ... and as a shareable folder (safetensors + config.json + card) that sbcb.from_pretrained rebuilds.
+    if importlib.util.find_spec("safetensors") is not None:
+        import sbcb
+
+        shared = tmp_path / "shared"
+        assert main(["export", str(run / "last.pt"), "--pretrained", str(shared)]) == 0
+        with torch.no_grad():
+            assert torch.equal(sbcb.from_pretrained(shared)(x), plain(x))
+        card = (shared / "README.md").read_text()
+        assert "- name: synthetic" in card and f"miou {100 * report['miou']:.2f}" in card
 
     # Predict on a folder of images, with GT labels for the error maps.
     from sbcb.data.synthetic import SyntheticStreets
@@ -93,6 +107,47 @@ def test_train_resume_eval_export_predict(tmp_path, one_thread, capsys):
     assert names == ["a_boundaries.png", "a_error.png", "a_label.png", "a_overlay.png"]
     pred = read_png(out / "a_label.png")
     assert pred.shape == (64, 64) and pred.max() < 11
+
+
+def test_logger_tensorboard_writes_losses_lr_and_validation(tmp_path, one_thread, capsys):
+    ea = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    run = tmp_path / "run"
+    args = ["train", *TINY, "--iters", "2", "--val-every", "2", "--biou-width", "2", "--logger", "tensorboard"]
+    assert main([*args, "--out", str(run)]) == 0
+    assert yaml.safe_load((run / "config.yaml").read_text())["run"]["logger"] == "tensorboard"
+    events = ea.EventAccumulator(str(run / "tb"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/loss", "train/loss_seg", "train/loss_sbd_fuse", "train/lr"} <= tags
+    assert {"val/miou", "val/bf3", "val/biou"} <= tags
+    # the same numbers as the CSV rows (float32 in the event file)
+    val = next(csv.DictReader(open(run / "val_log.csv")))
+    assert events.Scalars("val/biou")[0].value == pytest.approx(float(val["biou"]), rel=1e-6)
+    assert [e.step for e in events.Scalars("train/lr")] == [1, 2]
+    # eval takes the run's Boundary IoU width, or a flag
+    capsys.readouterr()
+    assert main(["eval", str(run / "last.pt"), "--radii", "3", "--no-sbd", "--no-progress"]) == 0
+    assert "| biou (2 px) |" in capsys.readouterr().out
+    out = tmp_path / "eval"
+    assert (
+        main(["eval", str(run / "last.pt"), "--biou-ratio", "0.05", "--no-sbd", "--no-progress", "--out", str(out)])
+        == 0
+    )
+    settings = json.loads((out / "eval.json").read_text())["biou_settings"]
+    assert settings["width_px"] is None and settings["dilation_ratio"] == 0.05
+
+
+def test_csv_is_the_default_and_a_missing_tensorboard_is_named(tmp_path, one_thread, capsys, monkeypatch):
+    import importlib.util
+
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "--iters", "1", "--val-split", "none", "--out", str(run)]) == 0
+    assert (run / "train_log.csv").exists() and not (run / "tb").exists()
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real(name, *a))
+    capsys.readouterr()
+    assert main(["train", *TINY, "--iters", "1", "--logger", "tensorboard", "--out", str(tmp_path / "r2")]) == 2
+    assert 'pip install "sbcb[tensorboard]"' in capsys.readouterr().err
 
 
 def test_user_errors_are_clear(tmp_path, capsys):

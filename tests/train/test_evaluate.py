@@ -99,6 +99,41 @@ def test_evaluate_miou_hand_worked():
     assert "| miou | 14.29 |" in md and "| car | 0.00 |" in md
 
 
+def test_evaluate_boundary_iou_hand_worked():
+    # One 8x8 image, 2 classes, band width 1 (the image border counts as a contour).
+    # GT: class 0 in columns 0-3, class 1 in 4-7. Prediction: class 0 in columns 0-4, class 1 in 5-7.
+    # Class 0: GT band = rows 0 and 7 of cols 0-3 (8) + cols 0 and 3 of rows 1-6 (12) = 20; predicted band = rows 0
+    #   and 7 of cols 0-4 (10) + cols 0 and 4 of rows 1-6 (12) = 22; both: rows 0/7 cols 0-3 (8) + col 0 rows 1-6
+    #   (6) = 14; union 20 + 22 - 14 = 28 -> 1/2.
+    # Class 1: GT band 20; predicted band = rows 0/7 cols 5-7 (6) + cols 5 and 7 of rows 1-6 (12) = 18; both:
+    #   rows 0/7 cols 5-7 (6) + col 7 rows 1-6 (6) = 12; union 20 + 18 - 12 = 26 -> 6/13.
+    # Mean (1/2 + 6/13) / 2 = 25/52. The paper's 2 % of the 8x8 diagonal (0.23 px) rounds up to the 1 px minimum.
+    pred = torch.zeros(8, 8, dtype=torch.long)
+    pred[:, 5:] = 1
+    label = torch.zeros(8, 8, dtype=torch.long)
+    label[:, 4:] = 1
+
+    class Fixed(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.p = nn.Parameter(torch.zeros(()))
+
+        def forward(self, x):
+            return nn.functional.one_hot(pred, 2).permute(2, 0, 1).float()[None].expand(x.shape[0], -1, -1, -1)
+
+    data = [{"image": torch.zeros(3, 8, 8), "label": label}]
+    common = dict(num_classes=2, boundary_radii=(), size_divisor=1, progress=False)
+    by_width = evaluate(Fixed(), data, biou_width=1, **common)
+    by_ratio = evaluate(Fixed(), data, **common)  # default: the paper's 2 % of the diagonal
+    for res in (by_width, by_ratio):
+        assert res["biou"] == pytest.approx(25 / 52)
+        assert res["biou_per_class"] == pytest.approx([1 / 2, 6 / 13])
+    assert by_width["biou_settings"]["width_px"] == 1 and by_ratio["biou_settings"]["dilation_ratio"] == 0.02
+    assert "| biou (1 px) | 48.08 |" in format_report(by_width)
+    assert "| biou (2% of diagonal) | 48.08 |" in format_report(by_ratio)
+    assert "biou" not in evaluate(Fixed(), data, boundary_iou=False, **common)
+
+
 def test_report_handles_nan():
     res = {"miou": 0.5, "aacc": 0.5, "iou": [0.5, math.nan], "bf3": 0.25, "bf_per_class": {"bf3": [0.5, np.nan]}}
     md = format_report(res)

@@ -1,9 +1,10 @@
 """`sbcb eval`: evaluate a checkpoint (stripped or not) on a dataset; JSON + Markdown report.
 
-mIoU with a per-class IoU table, boundary F-score at 3/5/9/12 px and, when the checkpoint has an SBD head, the
-SBD ODS/OIS/AP of its fused output. Inference: whole image, sliding window (--mode slide --crop H W --stride H W)
-and multi-scale + flip (--scales 0.5 0.75 1.0 1.25 1.5 1.75 2.0 --flip). The dataset options default to the
-checkpoint's training config.
+mIoU with a per-class IoU table, boundary F-score at 3/5/9/12 px, Boundary IoU (band: --biou-width px, or
+--biou-ratio of the image diagonal; default: the checkpoint's setting, the paper's 2 %) and, when the checkpoint
+has an SBD head, the SBD ODS/OIS/AP of its fused output. Inference: whole image, sliding window (--mode slide
+--crop H W --stride H W) and multi-scale + flip (--scales 0.5 0.75 1.0 1.25 1.5 1.75 2.0 --flip). The dataset
+options default to the checkpoint's training config.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
     p = subparsers.add_parser(
         "eval",
-        help="evaluate a checkpoint: mIoU, boundary F (3/5/9/12 px), SBD ODS/OIS/AP with a head",
+        help="evaluate a checkpoint: mIoU, boundary F (3/5/9/12 px), Boundary IoU, SBD ODS/OIS/AP with a head",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -36,6 +37,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--scales", type=float, nargs="+", default=[1.0], help="test scales (default: 1.0)")
     p.add_argument("--flip", action="store_true", help="also average the horizontally flipped image")
     p.add_argument("--radii", type=float, nargs="+", default=[3, 5, 9, 12], help="boundary F radii in px")
+    p.add_argument(
+        "--biou-width", type=int, metavar="PX", help="Boundary IoU band width in px (default: the checkpoint's)"
+    )
+    p.add_argument(
+        "--biou-ratio",
+        type=float,
+        metavar="R",
+        help="Boundary IoU band as a fraction of the image diagonal, when no width is set (default: the "
+        "checkpoint's, 0.02 = the paper's)",
+    )
     p.add_argument("--no-sbd", action="store_true", help="skip the SBD evaluation even with a head")
     p.add_argument("--sbd-thresholds", type=int, default=99, help="SBD thresholds (default: 99, the protocol)")
     p.add_argument("--batch-size", type=int, default=1, help="images per forward pass (default: 1)")
@@ -75,8 +86,13 @@ def run(args: argparse.Namespace) -> int:
         "val_split": args.split,
         "val_samples": args.val_samples,
         "image_size": args.image_size,
+        "biou_ratio": args.biou_ratio,
     }
     cfg = cfg.replace(**{k: v for k, v in overrides.items() if v is not None})
+    if args.biou_width is not None:
+        cfg = cfg.replace(biou_width=args.biou_width)
+    elif args.biou_ratio is not None:  # a ratio given alone replaces a width the run may have set
+        cfg = cfg.replace(biou_width=None)
     if cfg.data.val_split in (None, "none"):
         cfg = cfg.replace(val_split="val")
     info = D.init_distributed(device=args.device)
@@ -108,6 +124,8 @@ def run(args: argparse.Namespace) -> int:
             scales=args.scales,
             flip=args.flip,
             boundary_radii=args.radii,
+            biou_width=cfg.train.biou_width,
+            biou_ratio=cfg.train.biou_ratio,
             sbd=not args.no_sbd,
             sbd_thresholds=args.sbd_thresholds,
             progress=not args.no_progress,

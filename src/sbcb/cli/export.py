@@ -1,4 +1,5 @@
-"""`sbcb export`: strip the SBD head from a checkpoint; write ONNX / TorchScript / a stripped checkpoint, verified."""
+"""`sbcb export`: strip the SBD head from a checkpoint; write ONNX / TorchScript / a stripped checkpoint, verified,
+or a shareable folder (safetensors + config.json + model card, `sbcb.from_pretrained` reads it)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--onnx", type=Path, metavar="OUT.onnx", help="write ONNX here")
     p.add_argument("--torchscript", type=Path, metavar="OUT.pt", help="write a traced TorchScript module here")
     p.add_argument("--stripped", type=Path, metavar="OUT.pt", help="write a stripped checkpoint here")
+    p.add_argument(
+        "--pretrained",
+        type=Path,
+        metavar="DIR",
+        help='write a shareable folder of the stripped model here (safetensors, needs "sbcb[hub]")',
+    )
     p.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"), help="sample size (default: crop)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17)")
     p.add_argument("--no-check", action="store_true", help="skip the parity checks")
@@ -35,12 +42,18 @@ def run(args: argparse.Namespace) -> int:
     from sbcb.export import export_checkpoint
     from sbcb.train.checkpoint import load_checkpoint
 
-    if args.onnx is None and args.torchscript is None and args.stripped is None:
-        raise UserError("nothing to do: give --onnx OUT.onnx, --torchscript OUT.pt and/or --stripped OUT.pt")
+    if args.onnx is None and args.torchscript is None and args.stripped is None and args.pretrained is None:
+        raise UserError(
+            "nothing to do: give --onnx OUT.onnx, --torchscript OUT.pt, --stripped OUT.pt and/or --pretrained DIR"
+        )
     try:
         ckpt = load_checkpoint(args.checkpoint)
     except (FileNotFoundError, ValueError) as e:
         raise UserError(str(e)) from None
+    if args.pretrained is not None:
+        print(f"wrote shareable folder: {_save_pretrained(args.checkpoint, ckpt, args.pretrained)}")
+        if args.onnx is None and args.torchscript is None and args.stripped is None:
+            return 0
     size = args.size
     if size is None:
         crop = (ckpt.get("config") or {}).get("crop") or [256, 512]
@@ -82,3 +95,33 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: max abs diff {worst:.3g} exceeds --tolerance {args.tolerance}")
         return 1
     return 0
+
+
+def _save_pretrained(path: Path, ckpt: dict, directory: Path) -> Path:
+    """The stripped model of a checkpoint as a `sbcb.save_pretrained` folder, with the run's data and validation."""
+    from sbcb.cli.errors import UserError
+    from sbcb.pretrained import save_pretrained
+    from sbcb.train.checkpoint import load_model
+    from sbcb.train.run import config_of_checkpoint
+
+    cfg = config_of_checkpoint(ckpt, source=str(path))
+    validation: dict = dict(ckpt.get("metrics") or {})
+    if validation:
+        train = cfg.train
+        validation["settings"] = {
+            "boundary_f_radii_px": list(train.boundary_radii),
+            "biou": f"{train.biou_width} px" if train.biou_width else f"{train.biou_ratio:g} of the diagonal",
+            "inference": train.val_mode,
+            "step": int(ckpt.get("step", 0)),
+        }
+    try:
+        return save_pretrained(
+            load_model(path),
+            directory,
+            config=ckpt["model"]["kwargs"],  # what the trainer recorded; checked by the allow-list
+            stripped=True,
+            dataset={"name": cfg.data.dataset, "split": cfg.data.train_split},
+            metrics={"validation": validation} if validation else None,
+        )
+    except (ImportError, ValueError) as e:
+        raise UserError(str(e)) from None

@@ -17,6 +17,7 @@ _LAZY = {
     "boundary_fscores": "sbcb.metrics.boundary_f",
     "BoundaryFScore": "sbcb.metrics.boundary_f",
     "seg2bmap": "sbcb.metrics.boundary_f",
+    "BoundaryIoU": "sbcb.metrics.boundary_iou",
     "SBDEvaluator": "sbcb.metrics.sbd",
     "prepare_sbd_gt": "sbcb.metrics.sbd",
     "cityscapes_sbd_gt": "sbcb.metrics.sbd",

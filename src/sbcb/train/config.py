@@ -40,6 +40,7 @@ BACKBONE_TRICKS = ("none", "hed", "seg")
 OPTIMIZERS = ("sgd", "adamw")
 VAL_MODES = ("whole", "slide")
 AMP_MODES = (None, "auto", "bf16", "fp16")
+LOGGERS = ("csv", "tensorboard")
 
 
 @dataclass
@@ -158,6 +159,12 @@ class TrainSettings:
     boundary_radii: tuple[float, ...] = field(
         default=(3,), metadata=_opt("boundary-F radii (px) of the validation", metavar="R")
     )
+    biou_width: int | None = field(
+        default=None, metadata=_opt("Boundary IoU band width in px (default: --biou-ratio of the image diagonal)")
+    )
+    biou_ratio: float = field(
+        default=0.02, metadata=_opt("Boundary IoU band width as a fraction of the image diagonal (paper: 2%%)")
+    )
 
     def __post_init__(self) -> None:
         if self.iters < 1:
@@ -178,6 +185,10 @@ class TrainSettings:
             raise ConfigError(f"optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
         if self.val_mode not in VAL_MODES:
             raise ConfigError(f"val_mode must be one of {VAL_MODES}, got {self.val_mode!r}")
+        if self.biou_width is not None and self.biou_width < 1:
+            raise ConfigError(f"biou_width must be >= 1 pixel, got {self.biou_width}")
+        if not self.biou_ratio > 0:
+            raise ConfigError(f"biou_ratio must be > 0, got {self.biou_ratio}")
 
 
 @dataclass
@@ -187,6 +198,14 @@ class RunConfig:
     out: str | None = field(default=None, metadata=_opt("run folder: config.yaml, last.pt, iter_*.pt, best.pt, logs"))
     device: str | None = field(default=None, metadata=_opt("cpu | cuda (default: cuda when available)"))
     progress: bool = field(default=True, metadata=_opt("progress bar"))
+    logger: str = field(
+        default="csv",
+        metadata=_opt('CSV logs, or CSV + TensorBoard events in OUT/tb (needs "sbcb[tensorboard]")', choices=LOGGERS),
+    )
+
+    def __post_init__(self) -> None:
+        if self.logger not in LOGGERS:
+            raise ConfigError(f"logger must be one of {LOGGERS}, got {self.logger!r}")
 
 
 SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "train": TrainSettings, "run": RunConfig}

@@ -9,7 +9,8 @@ Inference modes (spec §7):
   probabilities of every pass, resized back to the image size, are averaged (mmseg convention).
 
 Metrics (spec §8): `sbcb.metrics.MeanIoU` (dataset confusion matrix), `sbcb.metrics.BoundaryFScore` at the
-given pixel radii, and when the model carries an SBD head, the SBD ODS/OIS/AP of the head's ``fuse`` output
+given pixel radii, `sbcb.metrics.BoundaryIoU` (band of ``biou_width`` px, or ``biou_ratio`` of the image diagonal:
+the paper's 2 % by default), and when the model carries an SBD head, the SBD ODS/OIS/AP of the head's ``fuse`` output
 against the samples' boundary targets (a "raw", non-thinned GT at evaluation resolution; the paper's thin IS
 protocol is `sbcb.metrics.sbd` on half-scale GT).
 Distributed: the dataset is split by rank (``i % world == rank``) and every metric is summed over ranks.
@@ -204,6 +205,9 @@ def evaluate(
     scales: Sequence[float] = (1.0,),
     flip: bool = False,
     boundary_radii: Sequence[float] = (3, 5, 9, 12),
+    boundary_iou: bool = True,
+    biou_width: int | None = None,
+    biou_ratio: float = 0.02,
     sbd: bool = True,
     sbd_thresholds: int = 99,
     size_divisor: int = 32,
@@ -222,16 +226,21 @@ def evaluate(
         workers: DataLoader workers.
         mode, crop, stride, scales, flip, size_divisor: See `predict_logits`.
         boundary_radii: Boundary F-score tolerances in pixels.
+        boundary_iou: Also compute Boundary IoU (Cheng et al. 2021).
+        biou_width: Its band width d in pixels; None = ``biou_ratio`` of each image's diagonal.
+        biou_ratio: d as a fraction of the image diagonal when ``biou_width`` is None (paper: 0.02).
         sbd: Also evaluate the SBD head when present and the samples have boundaries.
         sbd_thresholds: Thresholds for SBD (99 = full protocol; fewer = the quick mode, biased low).
         progress: tqdm bar on rank 0.
 
     Returns:
         Fractions in [0, 1]: ``miou``, ``aacc``, ``macc``, ``iou`` (list [K], NaN = absent), ``bf{r}`` per radius
-        and ``bf_per_class`` {r: list [K]}; with SBD: ``sbd_mf`` (mean ODS F), ``sbd_mois``, ``sbd_map`` and
-        ``sbd_ods_f`` (list [K]); plus ``num_images`` and the settings used.
+        and ``bf_per_class`` {r: list [K]}; ``biou`` (mean Boundary IoU), ``biou_per_class`` (list [K], NaN =
+        empty union) and ``biou_settings`` (``width_px``, ``dilation_ratio``, ...); with SBD: ``sbd_mf`` (mean ODS
+        F), ``sbd_mois``, ``sbd_map`` and ``sbd_ods_f`` (list [K]); plus ``num_images`` and the settings used.
     """
     from sbcb.metrics.boundary_f import BoundaryFScore
+    from sbcb.metrics.boundary_iou import BoundaryIoU
     from sbcb.metrics.miou import MeanIoU
 
     if device is None:
@@ -251,6 +260,10 @@ def evaluate(
     )
     miou = MeanIoU(num_classes, ignore_index=ignore_index)
     bf = BoundaryFScore(num_classes, radii=tuple(boundary_radii), ignore_index=ignore_index) if boundary_radii else None
+    biou = None
+    if boundary_iou:  # a pixel width wins over the ratio
+        band = {"width": int(biou_width)} if biou_width is not None else {"dilation_ratio": float(biou_ratio)}
+        biou = BoundaryIoU(num_classes, ignore_index=ignore_index, **band)
     sbd_eval = None
     bar = None
     if progress and rank == 0:
@@ -269,6 +282,8 @@ def evaluate(
         miou.update(pred, labels)
         if bf is not None:
             bf.update(pred, labels)
+        if biou is not None:
+            biou.update(pred, labels)
         if sbd and batch.get("boundaries") is not None:
             probs = sbd_probabilities(model, images)
             if probs is not None:
@@ -301,6 +316,12 @@ def evaluate(
             key = f"bf{r:g}"
             out[key] = float(mean)
             out.setdefault("bf_per_class", {})[key] = [float(x) for x in per_class]
+    if biou is not None:
+        biou.sync()
+        res = biou.compute()
+        out["biou"] = float(res["mean"])
+        out["biou_per_class"] = [float(x) for x in res["iou"]]
+        out["biou_settings"] = res["settings"]
     # Every rank must agree on whether SBD ran (some ranks may have had no images).
     has_sbd = any(D.all_gather_object(sbd_eval is not None))
     if has_sbd:
@@ -376,19 +397,37 @@ def format_report(metrics: Mapping[str, Any], class_names: Sequence[str] | None 
     k = len(metrics["iou"])
     names = list(class_names) if class_names is not None else [str(i) for i in range(k)]
     bf_keys = [key for key in metrics if key.startswith("bf") and key != "bf_per_class"]
-    summary = ["miou", "aacc", *bf_keys] + [key for key in ("sbd_mf", "sbd_mois", "sbd_map") if key in metrics]
+    has_biou = "biou" in metrics
+    summary = (
+        ["miou", "aacc", *bf_keys]
+        + (["biou"] if has_biou else [])
+        + [key for key in ("sbd_mf", "sbd_mois", "sbd_map") if key in metrics]
+    )
     lines = ["| metric | value (%) |", "|---|---|"]
-    lines += [f"| {key} | {pct(metrics[key])} |" for key in summary]
+    lines += [f"| {_label(key, metrics)} | {pct(metrics[key])} |" for key in summary]
     has_sbd = "sbd_ods_f" in metrics
-    header = ["class", "IoU"] + [f"BF {key[2:]}px" for key in bf_keys] + (["SBD ODS F"] if has_sbd else [])
+    header = ["class", "IoU"] + [f"BF {key[2:]}px" for key in bf_keys] + (["Boundary IoU"] if has_biou else [])
+    header += ["SBD ODS F"] if has_sbd else []
     lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for c in range(k):
         cells = [names[c], pct(metrics["iou"][c])]
         cells += [pct(metrics["bf_per_class"][key][c]) for key in bf_keys]
+        if has_biou:
+            cells.append(pct(metrics["biou_per_class"][c]))
         if has_sbd:
             cells.append(pct(metrics["sbd_ods_f"][c]))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _label(key: str, metrics: Mapping[str, Any]) -> str:
+    """Summary-row name; Boundary IoU says its band, which changes the number."""
+    settings = metrics.get("biou_settings") or {}
+    if key != "biou" or not settings:
+        return key
+    if settings.get("width_px") is not None:
+        return f"biou ({settings['width_px']} px)"
+    return f"biou ({100 * settings['dilation_ratio']:g}% of diagonal)"
 
 
 def to_jsonable(metrics: Mapping[str, Any]) -> dict[str, Any]:

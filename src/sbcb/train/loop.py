@@ -175,13 +175,16 @@ def _autocast(device: torch.device, amp: str | None):
 
 
 class _Logger:
-    """CSV (rank 0) + TensorBoard when installed. On resume, rows after the resume step are dropped."""
+    """CSV on rank 0 (always), plus TensorBoard events in ``out_dir/tb`` with ``logger="tensorboard"``.
 
-    def __init__(self, out_dir: Path, *, start_step: int, enabled: bool, tensorboard: bool = True) -> None:
+    On resume, CSV rows after the resume step are dropped (and TensorBoard hides the events after it).
+    """
+
+    def __init__(self, out_dir: Path, *, start_step: int, enabled: bool, logger: str = "csv") -> None:
         self.enabled = enabled
         self.files: dict[str, tuple[Any, csv.DictWriter | None, list[str] | None]] = {}
         self.out_dir = out_dir
-        self.tb = None
+        self.tb: Any = None
         if not enabled:
             return
         for name in ("train_log.csv", "val_log.csv"):
@@ -196,16 +199,12 @@ class _Logger:
                         w.writerows(kept)
                 else:
                     path.unlink()
-        import importlib.util
+        if logger == "tensorboard":  # imported only when chosen; ImportError names the extra
+            from sbcb.train.tensorboard_log import TensorBoardLogger
 
-        # Check before importing: a failing `torch.utils.tensorboard` import costs seconds.
-        if tensorboard and importlib.util.find_spec("tensorboard") is not None:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self.tb = SummaryWriter(log_dir=str(out_dir / "tb"), purge_step=start_step + 1)
-            except Exception:  # tensorboard is optional; CSV is always written
-                self.tb = None
+            self.tb = TensorBoardLogger(out_dir, start_step=start_step)
+        elif logger != "csv":
+            raise ValueError(f"logger must be 'csv' or 'tensorboard', got {logger!r}")
 
     def log(self, name: str, row: Mapping[str, Any]) -> None:
         if not self.enabled:
@@ -223,10 +222,7 @@ class _Logger:
                 w.writeheader()
             w.writerow(row)
         if self.tb is not None:
-            tag = name.split("_")[0]
-            for k, v in row.items():
-                if k != "step" and isinstance(v, (int, float)) and math.isfinite(v):
-                    self.tb.add_scalar(f"{tag}/{k}", v, int(row["step"]))
+            self.tb.log(name, row)
 
     def close(self) -> None:
         if self.tb is not None:
@@ -324,6 +320,7 @@ def train(
     evaluate_fn: Callable[..., dict[str, Any]] | None = None,
     eval_options: Mapping[str, Any] | None = None,
     collate_fn: Callable | None = None,
+    logger: str = "csv",
 ) -> TrainResult:
     """Train ``model`` for ``settings.iters`` iterations, checkpointing and validating along the way.
 
@@ -345,6 +342,8 @@ def train(
         evaluate_fn: Validation function (default `sbcb.train.evaluate.evaluate`).
         eval_options: Extra keyword arguments for it (e.g. ``{"mode": "slide", "crop": (512, 512)}``).
         collate_fn: DataLoader collate function (default: torch's).
+        logger: ``"csv"`` (``train_log.csv``, ``val_log.csv``) or ``"tensorboard"`` (the same rows also as
+            TensorBoard scalars ``train/*``, ``val/*`` in ``out_dir/tb``; needs ``sbcb[tensorboard]``).
 
     Returns:
         A `TrainResult`.
@@ -392,7 +391,7 @@ def train(
     loader, sampler = _loader(
         train_set, settings, info=info, per_rank=per_rank, start=state.step, collate_fn=collate_fn
     )
-    logger = _Logger(out_dir, start_step=state.step, enabled=info.is_main)
+    run_log = _Logger(out_dir, start_step=state.step, enabled=info.is_main, logger=logger)
     if evaluate_fn is None and val_set is not None:
         evaluate_fn = evaluate
     bar = None
@@ -442,7 +441,7 @@ def train(
                 state.last_loss = float(total.detach())
                 if info.is_main and (done % settings.log_every == 0 or done == settings.iters):
                     now = time.perf_counter()
-                    _log_step(logger, bar, done, optimizer, total, losses, (now - t_last) / settings.log_every)
+                    _log_step(run_log, bar, done, optimizer, total, losses, (now - t_last) / settings.log_every)
                     t_last = now
                 if bar is not None:
                     bar.update(1)
@@ -463,7 +462,7 @@ def train(
                     rngs = rng_state()  # validation must not shift the training RNG streams (resume exactness)
                     is_best = _validate(
                         net, val_set, evaluate_fn, state, settings, num_classes, ignore_index, per_rank, eval_options,
-                        info=info, logger=logger, bar=bar,
+                        info=info, logger=run_log, bar=bar,
                     )  # fmt: skip
                     set_rng_state(rngs)
                     if saving:  # the same checkpoint again, now with this validation's metrics and best mIoU
@@ -474,7 +473,7 @@ def train(
     finally:
         if bar is not None:
             bar.close()
-        logger.close()
+        run_log.close()
         del data_iter
     if state.empty_batches and info.is_main:
         warnings.warn(
@@ -650,6 +649,8 @@ def _validate(
         batch_size=max(1, per_rank),
         workers=settings.workers,
         boundary_radii=tuple(settings.boundary_radii),
+        biou_width=settings.biou_width,
+        biou_ratio=settings.biou_ratio,
         sbd_thresholds=settings.sbd_thresholds,
         progress=False,
         **dict(eval_options or {}),
@@ -697,5 +698,5 @@ def _scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
 
 
 def _summary(metrics: Mapping[str, Any]) -> str:
-    keys = [k for k in ("miou", "aacc", "bf3", "sbd_mf") if k in metrics]
+    keys = [k for k in ("miou", "aacc", "bf3", "biou", "sbd_mf") if k in metrics]
     return "  ".join(f"{k} {100 * float(metrics[k]):.2f}" for k in keys)

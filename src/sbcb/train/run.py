@@ -278,6 +278,11 @@ def run_training(
 
     if cfg.run.out is None:
         raise ConfigError("--out DIR is required (the run folder for checkpoints and logs)")
+    if cfg.run.logger == "tensorboard":
+        import importlib.util
+
+        if importlib.util.find_spec("tensorboard") is None:  # say so before any data or model is built
+            raise ConfigError('--logger tensorboard needs tensorboard: pip install "sbcb[tensorboard]"')
     out_dir = Path(cfg.run.out)
     from sbcb.models import check_allowed
     from sbcb.train.checkpoint import load_checkpoint
@@ -346,6 +351,7 @@ def run_training(
                 dist_info=info,
                 progress=cfg.run.progress,
                 eval_options={"mode": settings.val_mode, "crop": cfg.data.crop, "stride": settings.val_stride},
+                logger=cfg.run.logger,
             )
         except NonFiniteLossError as e:
             if info.is_main:
@@ -357,7 +363,7 @@ def run_training(
             summary = ", ".join(
                 f"{k} {100 * v:.2f}"
                 for k, v in result.val_metrics.items()
-                if k in ("miou", "bf3", "sbd_mf") and isinstance(v, float)
+                if k in ("miou", "bf3", "biou", "sbd_mf") and isinstance(v, float)
             )
             print(f"done: {result.step} iterations in {result.seconds:.1f} s; last checkpoint {result.last_checkpoint}")
             if summary:
