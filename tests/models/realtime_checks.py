@@ -60,7 +60,11 @@ def sgd_steps(net: nn.Module, images: torch.Tensor, masks: torch.Tensor, *, step
 def aux_modules(model: nn.Module) -> list[nn.Module]:
     """The model's training-only heads (auxiliary FCN heads, boosters, Detail Head)."""
     prefixes = ("aux_head", "boosters", "detail_head")
-    return [m for name, m in model.named_children() if name.startswith(prefixes)]
+    heads = []
+    for name, m in model.named_children():
+        if name.startswith(prefixes):
+            heads += list(m.values()) if isinstance(m, nn.ModuleDict) else [m]
+    return heads
 
 
 def check_forward_is_inference_only(model: nn.Module, k: int) -> None:
@@ -136,9 +140,9 @@ def check_trains_with_and_without_sbcb(
 
 def check_onnx(model: nn.Module, tmp_path, *, size: tuple[int, int] = SIZE) -> None:
     """The eval-mode model exports to ONNX with no auxiliary-head node and matches onnxruntime on two shapes."""
-    from sbcb.export import export_onnx, run_onnx
-
     import onnx
+
+    from sbcb.export import export_onnx, run_onnx
 
     model.eval()
     sample = torch.randn(1, 3, *size)
