@@ -171,7 +171,9 @@ def _timm_encoder(name: str) -> tuple[nn.Module, list[int], str]:
     except ImportError as e:
         raise ImportError('BiSeNetV1 builds its ResNet with timm: pip install "sbcb[timm]"') from e
     # out_indices 2, 3, 4 of a timm ResNet = layer2, layer3, layer4 (strides 8, 16, 32); no weights are loaded
-    encoder = timm.create_model(name, pretrained=False, features_only=True, out_indices=(2, 3, 4))
+    # zero_init_last=False: residual branches start live, as in torchvision's and mmseg's ResNets (timm zeroes the
+    # last BN of each block, which leaves the branch convs without gradient at step 0 from a random init)
+    encoder = timm.create_model(name, pretrained=False, features_only=True, out_indices=(2, 3, 4), zero_init_last=False)
     reductions = encoder.feature_info.reduction()
     if list(reductions) != [8, 16, 32]:
         raise ValueError(f"BiSeNetV1 needs an encoder with stages at strides 8, 16, 32; {name} has {reductions}")
