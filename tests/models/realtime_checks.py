@@ -142,13 +142,14 @@ def check_onnx(model: nn.Module, tmp_path, *, size: tuple[int, int] = SIZE) -> N
     """The eval-mode model exports to ONNX with no auxiliary-head node and matches onnxruntime on two shapes."""
     import onnx
 
-    from sbcb.export import export_onnx, run_onnx
+    from sbcb.export import export_onnx, onnx_head_nodes, run_onnx
 
     model.eval()
     sample = torch.randn(1, 3, *size)
     path = export_onnx(model, tmp_path / "model.onnx", sample)
     nodes = [n.name for n in onnx.load(str(path)).graph.node]
     assert nodes and not [n for n in nodes if n.startswith(("/aux_head", "/boosters", "/detail_head"))]
+    assert onnx_head_nodes(path) == []  # what `sbcb export` checks: no node that looks like the SBCB wrapper's heads
     for x in (sample, torch.randn(2, 3, size[0] + 32, size[1] - 32)):  # dynamic batch, height and width
         with torch.no_grad():
             ref = model(x)

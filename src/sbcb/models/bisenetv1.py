@@ -128,7 +128,8 @@ class BiSeNetV1(nn.Module):
         self.spatial_path = SpatialPath(3, (c // 2, c // 2, c // 2, c), **layer_kw)
         self.context_path = ContextPath(encoder, encoder_channels, c, **layer_kw)
         self.ffm = FeatureFusion(2 * c, 2 * c, **layer_kw)
-        self.head = SegHead(2 * c, 2 * c, num_classes, **layer_kw)
+        # not "head": `sbcb.export` reads ONNX nodes under /head/ as the SBCB wrapper's SBD head
+        self.decode_head = SegHead(2 * c, 2 * c, num_classes, **layer_kw)
         self.aux_head8 = SegHead(c, c // 2, num_classes, **layer_kw)
         self.aux_head16 = SegHead(c, c // 2, num_classes, **layer_kw)
 
@@ -140,12 +141,12 @@ class BiSeNetV1(nn.Module):
     def forward(self, images: Tensor) -> Tensor:
         """[B, 3, H, W] -> [B, K, H, W] logits."""
         fused, _, _ = self._features(images)
-        return upsample_to(self.head(fused), images.shape[-2:])
+        return upsample_to(self.decode_head(fused), images.shape[-2:])
 
     def forward_train(self, images: Tensor) -> TrainOutput:
         """Logits [B, K, H, W] plus auxiliary logits ``aux_8`` [B, K, H/8, W/8] and ``aux_16`` [B, K, H/16, W/16]."""
         fused, context8, context16 = self._features(images)
-        logits = upsample_to(self.head(fused), images.shape[-2:])
+        logits = upsample_to(self.decode_head(fused), images.shape[-2:])
         return TrainOutput(logits, {"aux_8": self.aux_head8(context8), "aux_16": self.aux_head16(context16)})
 
     def auxiliary_losses(self, aux: dict[str, Tensor], masks: Tensor) -> dict[str, Tensor]:

@@ -247,7 +247,8 @@ class BiSeNetV2(nn.Module):
         self.detail = DetailBranch(tuple(detail_channels), **kw)
         self.semantic = SemanticBranch(tuple(semantic_channels), expansion=expansion, **kw)
         self.bga = BilateralGuidedAggregation(detail_channels[-1], **kw)
-        self.head = SegHead(detail_channels[-1], head_channels, num_classes, **kw)
+        # not "head": `sbcb.export` reads ONNX nodes under /head/ as the SBCB wrapper's SBD head
+        self.decode_head = SegHead(detail_channels[-1], head_channels, num_classes, **kw)
         self.boosters = nn.ModuleDict(
             {
                 name: SegHead(c, hidden, num_classes, num_convs=2, **kw)
@@ -258,7 +259,7 @@ class BiSeNetV2(nn.Module):
     def _run(self, images: Tensor) -> tuple[Tensor, list[Tensor]]:
         semantic = self.semantic(images)
         fused = self.bga(self.detail(images), semantic[-1])
-        return upsample_to(self.head(fused), images.shape[-2:]), semantic
+        return upsample_to(self.decode_head(fused), images.shape[-2:]), semantic
 
     def forward(self, images: Tensor) -> Tensor:
         """[B, 3, H, W] -> [B, K, H, W] logits."""

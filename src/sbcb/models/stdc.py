@@ -160,7 +160,8 @@ class STDCSeg(nn.Module):
         self.refine32 = ConvNormAct(c, c, 3, **kw)
         self.refine16 = ConvNormAct(c, c, 3, **kw)
         self.ffm = FeatureFusion(c8 + c, fuse_channels, **kw)
-        self.head = SegHead(fuse_channels, fuse_channels, num_classes, **kw)
+        # not "head": `sbcb.export` reads ONNX nodes under /head/ as the SBCB wrapper's SBD head
+        self.decode_head = SegHead(fuse_channels, fuse_channels, num_classes, **kw)
         self.aux_head8 = SegHead(c, c // 2, num_classes, **kw)
         self.aux_head16 = SegHead(c, c // 2, num_classes, **kw)
         self.detail_head = SegHead(c8, 64, 1, **kw) if detail_head else None
@@ -176,7 +177,7 @@ class STDCSeg(nn.Module):
     def forward(self, images: Tensor) -> Tensor:
         """[B, 3, H, W] -> [B, K, H, W] logits."""
         fused = self._features(images)[0]
-        return upsample_to(self.head(fused), images.shape[-2:])
+        return upsample_to(self.decode_head(fused), images.shape[-2:])
 
     def forward_train(self, images: Tensor) -> TrainOutput:
         """Logits plus ``aux_8``, ``aux_16`` (auxiliary logits) and, with the Detail Head, ``detail`` at 1/8."""
@@ -184,7 +185,7 @@ class STDCSeg(nn.Module):
         aux = {"aux_8": self.aux_head8(context8), "aux_16": self.aux_head16(context16)}
         if self.detail_head is not None:
             aux["detail"] = self.detail_head(x8)
-        return TrainOutput(upsample_to(self.head(fused), images.shape[-2:]), aux)
+        return TrainOutput(upsample_to(self.decode_head(fused), images.shape[-2:]), aux)
 
     def auxiliary_losses(self, aux: dict[str, Tensor], masks: Tensor) -> dict[str, Tensor]:
         """``loss_aux_8``, ``loss_aux_16`` (CE) and ``loss_detail_bce``, ``loss_detail_dice`` (Detail Head)."""
