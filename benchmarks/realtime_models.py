@@ -4,7 +4,8 @@
 
 Setting: BiSeNetV1 (ResNet-18 and ResNet-50), BiSeNetV2, STDC1, STDC2 built by `sbcb.models.build_segmentor`
 (random init), K = 19, batch 2, 256x512 input (--quick: 128x256), plain SGD step. Baseline step = the model's own
-recipe (main CE + its auxiliary heads; STDC: + Detail Head). SBCB step = `SBCB(model, num_classes=19)` with
+recipe through `sbcb.Segmentor`, as `sbcb train` runs it (main CE + its auxiliary heads; STDC: + Detail Head),
+``net(images, masks)`` summed. SBCB step = `SBCB(model, num_classes=19)` with
 CASENet on the model's declared sides plus the model's own auxiliary losses (STDC: built without the Detail Head,
 as the paper does), boundary GT precomputed as a DataLoader worker would. Inference = eval-mode forward of the
 baseline model and of ``net.strip()``. All configurations of one model run in the same process and repetitions
@@ -68,17 +69,9 @@ def sgd(module: torch.nn.Module, lr: float = 1e-3) -> None:
                 p.grad = None
 
 
-def step_baseline(model, x, mask, bnd) -> None:
-    from sbcb.models.seg_head import seg_cross_entropy
-
-    out = model.forward_train(x)
-    losses = {"loss_seg": seg_cross_entropy(out.logits, mask), **model.auxiliary_losses(out.aux, mask)}
-    sum(losses.values()).backward()
-    sgd(model)
-
-
-def step_sbcb(net, x, mask, bnd) -> None:
-    sum(net.loss(net(x), mask, target_boundaries=bnd).values()).backward()
+def step(net, x, mask, bnd) -> None:
+    """One training step through the call contract: ``net(images, masks)`` -> weighted losses, summed."""
+    sum(net(x, mask, boundaries=bnd).values()).backward()
     sgd(net)
 
 
@@ -102,10 +95,12 @@ def n_params(module: torch.nn.Module) -> int:
 
 
 def measure(name: str, arch: str, encoder: str | None, size, reps: int, device: torch.device) -> dict:
+    from sbcb.segmentor import Segmentor
     from sbcb.wrapper import SBCB
 
     x, mask, bnd = batch(size, device)
-    baseline = build(arch, encoder, device).train()
+    # the baseline trains as `sbcb train` trains it: through Segmentor (CE + the model's own auxiliary losses)
+    baseline = Segmentor(build(arch, encoder, device), num_classes=K).to(device).train()
     sbcb_kwargs = {"detail_head": False} if arch.startswith("stdc") else {}
     net = SBCB(build(arch, encoder, device, **sbcb_kwargs), num_classes=K).to(device).train()
     stripped = build(arch, encoder, device, **sbcb_kwargs)
@@ -113,8 +108,8 @@ def measure(name: str, arch: str, encoder: str | None, size, reps: int, device: 
     base_eval = build(arch, encoder, device).eval()
     stripped.eval()
     runs = {
-        "step_baseline": (step_baseline, baseline),
-        "step_sbcb": (step_sbcb, net),
+        "step_baseline": (step, baseline),
+        "step_sbcb": (step, net),
         "infer_baseline": (infer, base_eval),
         "infer_stripped": (infer, stripped),
     }
@@ -127,7 +122,7 @@ def measure(name: str, arch: str, encoder: str | None, size, reps: int, device: 
     step_ratio = statistics.median(s / b for s, b in zip(times["step_sbcb"], times["step_baseline"]))
     infer_ratio = statistics.median(s / b for s, b in zip(times["infer_stripped"], times["infer_baseline"]))
     aux = sum(
-        n_params(m) for n, m in baseline.named_children() if n.startswith(("aux_head", "boosters", "detail_head"))
+        n_params(m) for n, m in baseline.model.named_children() if n.startswith(("aux_head", "boosters", "detail_head"))
     )
     row = {
         "model": name,

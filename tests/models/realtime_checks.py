@@ -11,7 +11,7 @@ from torch import nn
 from sbcb.contract import DeclaresSides, HasAuxiliaryHeads
 from sbcb.data.synthetic import SyntheticStreets
 from sbcb.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from sbcb.models.seg_head import seg_cross_entropy
+from sbcb.segmentor import Segmentor
 from sbcb.wrapper import SBCB
 
 SIZE = (64, 128)
@@ -29,15 +29,13 @@ def synthetic_batch(size: tuple[int, int] = SIZE) -> tuple[torch.Tensor, torch.T
 
 
 def training_losses(net: nn.Module, images: torch.Tensor, masks: torch.Tensor) -> dict[str, torch.Tensor]:
-    """One training forward and its losses (after the issue-15 merge: ``net(images, masks)``)."""
+    """One training forward through the call contract, ``net(images, masks)``: a bare model is trained as the
+    trainer does it, through `sbcb.Segmentor` (main CE plus the model's own auxiliary losses, as its paper does)."""
+    assert isinstance(net, Segmentor), "wrap a bare model with Segmentor(model, num_classes=K)"
     net.train()
-    if isinstance(net, SBCB):
-        out = net(images)
-        return net.loss(out, masks)
-    # a bare model trains as its paper does: main CE plus its own auxiliary losses
-    assert isinstance(net, HasAuxiliaryHeads)
-    out = net.forward_train(images)
-    return {"loss_seg": seg_cross_entropy(out.logits, masks), **net.auxiliary_losses(out.aux, masks)}
+    losses = net(images, masks)
+    assert isinstance(losses, dict)
+    return losses
 
 
 def sgd_steps(net: nn.Module, images: torch.Tensor, masks: torch.Tensor, *, steps: int, lr: float) -> list[float]:
@@ -110,7 +108,7 @@ def check_trains_with_and_without_sbcb(
     """
     images, masks, k = synthetic_batch()
     torch.manual_seed(0)
-    baseline = build(k)
+    baseline = Segmentor(build(k), num_classes=k)  # what `sbcb train` does with a model without an SBD head
     totals = sgd_steps(baseline, images, masks, steps=steps, lr=0.01)
     assert set(training_losses(baseline, images, masks)) == {"loss_seg"} | aux_loss_names
     assert totals[-1] < totals[0]  # the same batch three times: the loss goes down

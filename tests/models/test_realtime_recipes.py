@@ -14,9 +14,9 @@ import torch
 pytest.importorskip("yaml")
 pytest.importorskip("timm")
 
-from sbcb.cli.train import DEFAULTS, model_kwargs  # noqa: E402
 from sbcb.models import build_model, strip_model  # noqa: E402
-from sbcb.train.config import resolve_config  # noqa: E402
+from sbcb.train.config import Config, resolve  # noqa: E402
+from sbcb.train.run import model_kwargs  # noqa: E402
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 # Table 16 rows -> (arch, encoder, crop, iterations, total batch, lr)
@@ -28,19 +28,20 @@ ROWS = {
 CASES = [(row, variant) for row in ROWS for variant in ("baseline", "sbcb_casenet")]
 
 
-def load(row: str, variant: str) -> dict:
-    return resolve_config({}, defaults=DEFAULTS, config_path=CONFIG_DIR / f"{row}_{variant}.yaml")
+def load(row: str, variant: str) -> Config:
+    return resolve({}, config_path=CONFIG_DIR / f"{row}_{variant}.yaml")  # unknown keys or wrong types raise
 
 
 @pytest.mark.parametrize(("row", "variant"), CASES)
 def test_recipe_schedule_and_model(row, variant):
-    cfg = load(row, variant)
+    config = load(row, variant)
+    cfg = config.flat()
     arch, encoder, crop, iters, batch, lr = ROWS[row]
     assert (cfg["arch"], cfg["encoder"], tuple(cfg["crop"]), cfg["iters"]) == (arch, encoder, crop, iters)
     assert (cfg["batch_size"], cfg["lr"], cfg["momentum"], cfg["weight_decay"]) == (batch, lr, 0.9, 5e-4)
     assert (cfg["poly_power"], cfg["min_lr"], cfg["warmup_iters"], cfg["val_mode"]) == (0.9, 1e-4, 1000, "whole")
     assert tuple(cfg["scale_range"]) == (0.5, 2.0)
-    kwargs = model_kwargs(cfg, 19)
+    kwargs = model_kwargs(config, 19)
     assert kwargs["sbcb_head"] == ("none" if variant == "baseline" else "casenet")
     # STDC + SBCB: the Detail Head is removed, as the paper does (P§7.3)
     if arch == "stdc1":
