@@ -297,3 +297,9 @@ def strip_model(model: nn.Module) -> nn.Module:
     """The deployable segmentor: ``model.strip()`` for an SBCB wrapper, the model itself otherwise."""
     strip = getattr(model, "strip", None)
     return strip() if callable(strip) else model
+
+
+# sbcb's own models register themselves on import (torch only; BiSeNetV1 imports timm inside its factory)
+import sbcb.models.bisenetv1  # noqa: E402, F401
+import sbcb.models.bisenetv2  # noqa: E402, F401
+import sbcb.models.stdc  # noqa: E402, F401
