@@ -25,9 +25,30 @@ from sbcb.models.layers import ConvNormAct
 from sbcb.models.registry import register_model
 
 
+def pooling_matrix(size: int, bins: int, *, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """[bins, size] averaging weights of adaptive average pooling along one axis.
+
+    Bin i averages positions floor(i * size / bins) .. ceil((i + 1) * size / bins) - 1, exactly as
+    ``F.adaptive_avg_pool2d``; written with tensor arithmetic so an ONNX trace keeps H and W dynamic (the exporter
+    cannot export ``adaptive_avg_pool2d`` on inputs of unknown size).
+    """
+    index = torch.arange(bins, device=device)
+    start = index * size // bins
+    end = ((index + 1) * size + bins - 1) // bins
+    position = torch.arange(size, device=device)
+    inside = (position[None, :] >= start[:, None]) & (position[None, :] < end[:, None])
+    return inside.to(dtype) / (end - start)[:, None].to(dtype)
+
+
 def pyramid_pool(x: Tensor, sizes: Sequence[int]) -> Tensor:
     """[B, C, H, W] -> [B, C, sum(s * s)]: adaptive average pools of each size, flattened and concatenated."""
-    return torch.cat([F.adaptive_avg_pool2d(x, s).flatten(2) for s in sizes], dim=2)
+    h, w = x.shape[-2:]
+    pooled = []
+    for s in sizes:
+        rows = pooling_matrix(h, s, device=x.device, dtype=x.dtype)
+        cols = pooling_matrix(w, s, device=x.device, dtype=x.dtype)
+        pooled.append(torch.einsum("ih,bchw,jw->bcij", rows, x, cols).flatten(2))
+    return torch.cat(pooled, dim=2)
 
 
 class PyramidAttention(nn.Module):
