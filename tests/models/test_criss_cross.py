@@ -52,5 +52,6 @@ def test_recurrence_two_reuses_one_attention():
     y = x.clone()
     y[..., 0, 0] += 1.0
     assert not torch.allclose(block(x)[..., -1, -1], block(y)[..., -1, -1])
-    assert torch.allclose(reference_criss_cross(x, block.attention)[..., -1, -1],
-                          reference_criss_cross(y, block.attention)[..., -1, -1])
+    assert torch.allclose(
+        reference_criss_cross(x, block.attention)[..., -1, -1], reference_criss_cross(y, block.attention)[..., -1, -1]
+    )

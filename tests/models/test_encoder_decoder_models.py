@@ -43,7 +43,10 @@ OCR_BLOCK = (
 HEAD_PARAMS = {
     # CCHead: conv, criss-cross (q, k: 1x1 512->64 with bias, v: 1x1 512->512 with bias, gamma), conv, conv_cat, cls
     ("ccnet", None, ()): (
-        CONV_BN_3x3_2048_512 + (2 * (512 * 64 + 64) + 512 * 512 + 512 + 1) + CONV_BN_3x3_512_512 + CONV_CAT_3x3
+        CONV_BN_3x3_2048_512
+        + (2 * (512 * 64 + 64) + 512 * 512 + 512 + 1)
+        + CONV_BN_3x3_512_512
+        + CONV_CAT_3x3
         + CLS_512,
         0,
     ),  # 23,934,100
@@ -54,8 +57,11 @@ HEAD_PARAMS = {
     ),  # 23,738,260
     # DNLHead: g, theta, phi 1x1 512->256 with bias, unary mask 1x1 512->1, out 1x1 256->512 + BN
     ("dnlnet", None, ()): (
-        CONV_BN_3x3_2048_512 + (3 * (512 * 256 + 256) + 513 + 256 * 512 + 2 * 512) + CONV_BN_3x3_512_512
-        + CONV_CAT_3x3 + CLS_512,
+        CONV_BN_3x3_2048_512
+        + (3 * (512 * 256 + 256) + 513 + 256 * 512 + 2 * 512)
+        + CONV_BN_3x3_512_512
+        + CONV_CAT_3x3
+        + CLS_512,
         0,
     ),  # 24,132,372
     # FCN (fcn_r101-d8): conv, conv, conv_cat, cls
@@ -279,3 +285,20 @@ def test_ann_pyramid_pool_equals_adaptive_average_pooling(size):
     x = torch.randn(2, 3, *size, dtype=torch.float64)
     expected = torch.cat([F.adaptive_avg_pool2d(x, s).flatten(2) for s in (1, 3, 6, 8)], dim=2)
     torch.testing.assert_close(pyramid_pool(x, (1, 3, 6, 8)), expected)
+
+
+def test_recipes_exist_for_every_row_of_tables_11_and_12():
+    from pathlib import Path
+
+    names = {p.stem for p in (Path(__file__).resolve().parents[2] / "configs").glob("*.yaml")}
+    rows = [
+        # Tab. 11 (backbones)
+        "denseaspp_r50", "denseaspp_densenet169", "dlv3_resnest101", "ocr_hr18", "ocr_hr48", "dlv3_mobilenetv2",
+        "lraspp_mobilenetv3",
+        # Tab. 12 (heads, ResNet-101)
+        "fcnd8_r101", "pspnet_r101", "ann_r101", "gcnet_r101", "dlv3_r101", "dnlnet_r101", "ccnet_r101",
+        "upernet_r101", "ocr_r101",
+    ]  # fmt: skip
+    for dataset in ("cityscapes", "synthia"):  # a: Cityscapes, b: Synthia
+        for row in rows:
+            assert {f"{dataset}_{row}_baseline", f"{dataset}_{row}_sbcb_casenet"} <= names, row

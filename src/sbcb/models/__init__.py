@@ -223,6 +223,7 @@ def strip_model(model: nn.Module) -> nn.Module:
     strip = getattr(model, "strip", None)
     return strip() if callable(strip) else model
 
+
 # sbcb's own encoder-decoder models (paper Tab. 11/12); importing registers them. timm is imported only when built.
 from sbcb.models import ann as _ann  # noqa: E402, F401
 from sbcb.models import ccnet as _ccnet  # noqa: E402, F401

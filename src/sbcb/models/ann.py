@@ -138,7 +138,5 @@ def ann(
     inputs = decode_inputs(enc, levels=(-2, -1))
     if inputs.concat:
         raise ValueError("ANN needs two separate levels (layer3, layer4); HRNet's concatenated branches are one")
-    head = ANNHead(
-        inputs.channels, num_classes, channels=channels, project_channels=project_channels, dropout=dropout
-    )
+    head = ANNHead(inputs.channels, num_classes, channels=channels, project_channels=project_channels, dropout=dropout)
     return segmentor(enc, head, inputs, num_classes=num_classes, aux_head=aux_head)

@@ -233,7 +233,7 @@ class EncoderDecoder(nn.Module):
         return TrainOutput(logits, {} if aux is None else {"aux": aux})
 
     def auxiliary_losses(self, aux: dict[str, Tensor], masks: Tensor) -> dict[str, Tensor]:
-        """``{"loss_aux": aux_weight * CE}`` with the auxiliary logits upsampled to the masks ([B, H, W], 255 ignore)."""
+        """``{"loss_aux": aux_weight * CE}``, auxiliary logits upsampled to the masks ([B, H, W], 255 = ignore)."""
         if "aux" not in aux:
             return {}
         logits = F.interpolate(aux["aux"], size=masks.shape[-2:], mode="bilinear", align_corners=False)
