@@ -22,6 +22,7 @@ from sbcb.contract import DeclaresSides, HasAuxiliaryHeads  # noqa: E402
 from sbcb.data.synthetic import render_street  # noqa: E402
 from sbcb.models import build_model, build_segmentor, list_models  # noqa: E402
 from sbcb.models.encoder_decoder import timm_encoder  # noqa: E402
+from sbcb.segmentor import Segmentor  # noqa: E402
 
 K = 19
 ARCHS = ["ocr", "denseaspp", "ann", "gcnet", "dnlnet", "ccnet", "fcn"]
@@ -174,14 +175,12 @@ def build_tiny(arch: str, family: str, **kwargs) -> torch.nn.Module:
 
 
 def train_losses(net: torch.nn.Module, images: torch.Tensor, masks: torch.Tensor) -> dict[str, torch.Tensor]:
-    """One training forward and its losses (the only place that knows the current call convention)."""
+    """One training forward through the call contract: ``net(images, masks)`` -> the weighted losses."""
+    assert isinstance(net, Segmentor), "wrap a bare model with Segmentor(model, num_classes=K), as the trainer does"
     net.train()
-    if isinstance(net, SBCB):
-        out = net(images)
-        return net.loss(out, masks)
-    out = net.forward_train(images)
-    logits = out.logits
-    return {"loss_seg": F.cross_entropy(logits, masks, ignore_index=255), **net.auxiliary_losses(out.aux, masks)}
+    losses = net(images, masks)
+    assert isinstance(losses, dict)
+    return losses
 
 
 def train_steps(net: torch.nn.Module, images: torch.Tensor, masks: torch.Tensor, steps: int = 2) -> list[float]:
@@ -204,7 +203,10 @@ def test_trains_with_and_without_sbcb_and_strips_exactly(arch, family, street_ba
     baseline = build_tiny(arch, family)
     assert isinstance(baseline, DeclaresSides) and isinstance(baseline, HasAuxiliaryHeads)
     before = {k: v.clone() for k, v in baseline.state_dict().items()}
-    train_steps(baseline, images, masks)
+    base_net = Segmentor(baseline, num_classes=NUM_CLASSES)  # what `sbcb train` trains for a baseline row
+    # the baseline trains the model's own auxiliary loss too (OCR's soft-region head)
+    assert set(train_losses(base_net, images, masks)) == {"loss_seg"} | ({"loss_aux"} if arch == "ocr" else set())
+    train_steps(base_net, images, masks)
     assert any(not torch.equal(before[k], v) for k, v in baseline.state_dict().items())
 
     model = build_tiny(arch, family)
@@ -249,6 +251,25 @@ def test_forward_runs_no_auxiliary_head_and_the_aux_loss_is_weighted(street_batc
     up = F.interpolate(out.aux["aux"], size=(64, 64), mode="bilinear", align_corners=False)
     expected = 0.4 * F.cross_entropy(up, masks, ignore_index=255)  # mmseg's auxiliary weight
     torch.testing.assert_close(model.auxiliary_losses(out.aux, masks)["loss_aux"], expected)
+
+
+def test_segmentor_trains_the_models_auxiliary_head(street_batch):
+    images, masks = street_batch
+    model = build_tiny("ocr", "resnet")
+    net = Segmentor(model, num_classes=NUM_CLASSES).train()
+    torch.manual_seed(1)  # dropout: the same draws in both forwards
+    losses = net(images, masks)
+    # the slow, obvious version: the model's own training forward, CE on its logits, its own auxiliary loss
+    torch.manual_seed(1)
+    out = model.forward_train(images)
+    up = F.interpolate(out.logits, size=(64, 64), mode="bilinear", align_corners=False)
+    expected = {"loss_seg": F.cross_entropy(up, masks, ignore_index=255), **model.auxiliary_losses(out.aux, masks)}
+    assert set(losses) == {"loss_seg", "loss_aux"} == set(expected)
+    for name, value in expected.items():
+        torch.testing.assert_close(losses[name], value)
+    # the trainer's LR groups: everything but the encoder (decode and auxiliary heads) is a head parameter
+    head = {id(p) for p in net.head_parameters()}
+    assert head == {id(p) for n, p in model.named_parameters() if not n.startswith("encoder.")}
 
 
 def test_build_model_by_name_wraps_and_strips():
