@@ -303,3 +303,11 @@ def strip_model(model: nn.Module) -> nn.Module:
 import sbcb.models.bisenetv1  # noqa: E402, F401
 import sbcb.models.bisenetv2  # noqa: E402, F401
 import sbcb.models.stdc  # noqa: E402, F401
+# sbcb's own encoder-decoder models (paper Tab. 11/12); importing registers them. timm is imported only when built.
+from sbcb.models import ann as _ann  # noqa: E402, F401
+from sbcb.models import ccnet as _ccnet  # noqa: E402, F401
+from sbcb.models import denseaspp as _denseaspp  # noqa: E402, F401
+from sbcb.models import dnlnet as _dnlnet  # noqa: E402, F401
+from sbcb.models import fcn as _fcn  # noqa: E402, F401
+from sbcb.models import gcnet as _gcnet  # noqa: E402, F401
+from sbcb.models import ocr as _ocr  # noqa: E402, F401
