@@ -1,6 +1,13 @@
 """Training-step overhead of SBCB(CASENet) over the same baseline, and inference cost of the stripped model.
 
     .venv/bin/python benchmarks/wrapper_overhead.py [--quick] [--full] [--threads N]
+    .venv/bin/python benchmarks/wrapper_overhead.py --breakdown [--reps N] [--threads N]
+
+`--breakdown` (issue 17) times the SBD head and its losses alone, on the side features of DeepLabV3+ ResNet-18 and
+ResNet-50 at 2x3x256x512, K = 19: head forward, loss (`sbd_loss_terms`, GT precomputed), backward of head + loss,
+for the library's path and for the slow reference of tests/heads/reference_sbd.py (the literal formulation: explicit
+concat + grouped conv, float64 BCE; slower than the pre-issue-17 code, so the ratio is not the gain of issue 17),
+interleaved; results in benchmarks/results/sbd_head_breakdown.json and .md.
 
 Setting (issue 7): smp DeepLabV3+ ResNet-18 (+ ResNet-50 with --full), 256x512 input, batch 2, K = 19, CPU, plain
 SGD step. Every configuration runs in the same process and the repetitions are interleaved (baseline, SBCB variants,
@@ -164,14 +171,100 @@ def bench_encoder(encoder: str, *, size: tuple[int, int], batch: int, reps: int,
     }
 
 
+def head_breakdown(*, reps: int, threads: int) -> dict:
+    """Per-phase CPU ms of head forward, loss and backward: library path vs the slow reference, interleaved."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "heads"))
+    import reference_sbd as ref  # test-only module: the literal formulation
+
+    from sbcb.heads import build_head
+    from sbcb.losses import binary_target, sbd_loss_terms
+
+    size, batch = (256, 512), 2
+    _, bnd = masks_and_boundaries(batch, size)
+    cases = {
+        "resnet18 casenet": ([64, 64, 128, 512], [2, 4, 8, 16], "casenet", K),
+        "resnet50 casenet": ([64, 256, 512, 2048], [2, 4, 8, 16], "casenet", K),
+        "resnet18 bbcb": ([64, 64, 128, 512], [2, 4, 8, 16], "casenet", 1),
+        "resnet18 dff": ([64, 64, 128, 512], [2, 4, 8, 16], "dff", K),
+    }
+
+    def ref_terms(out, gt, binary):
+        if binary:
+            return {key: ref.binary_loss(v, binary_target(gt)) for key, v in out.items()}
+        return {key: 5.0 * ref.multilabel_loss(v, gt) for key, v in out.items()}
+
+    def phases(use_ref: bool, head, feats, gt, name: str, k: int) -> tuple[float, float, float]:
+        t0 = time.process_time()
+        out = ref.head_outputs(head, feats, size) if use_ref else head(feats, size)
+        t1 = time.process_time()
+        terms = ref_terms(out, gt, k == 1) if use_ref else sbd_loss_terms(out, gt, head=name, binary=k == 1)
+        loss = sum(terms.values())
+        t2 = time.process_time()
+        loss.backward()
+        return t1 - t0, t2 - t1, time.process_time() - t2
+
+    results = {}
+    for label, (chs, red, name, k) in cases.items():
+        torch.manual_seed(0)
+        feats = [torch.randn(batch, c, size[0] // r, size[1] // r, requires_grad=True) for c, r in zip(chs, red)]
+        head = build_head(name, chs, k).train()
+        gt = bnd
+
+        times: dict[str, list] = {"fast": [], "reference": []}
+        for rep in range(reps + 1):
+            for key in ("fast", "reference"):
+                t = phases(key == "reference", head, feats, gt, name, k)
+                if rep:
+                    times[key].append(t)
+        results[label] = {
+            key: {
+                phase: 1e3 * statistics.median(t[i] for t in v)
+                for i, phase in enumerate(("head_forward", "loss", "backward"))
+            }
+            | {"total": 1e3 * statistics.median(sum(t) for t in v)}
+            for key, v in times.items()
+        }
+        results[label]["total_ratio_fast_to_reference"] = statistics.median(
+            sum(a) / sum(b) for a, b in zip(times["fast"], times["reference"])
+        )
+    return {"input": [batch, 3, *size], "num_classes": K, "reps": reps, "threads": threads, "cases": results}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (3 + 1 warm-up)")
     parser.add_argument("--full", action="store_true", help="also ResNet-50")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     parser.add_argument("--reps", type=int, default=None)
+    parser.add_argument("--breakdown", action="store_true", help="SBD head + loss alone: fast path vs reference")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.breakdown:
+        out = head_breakdown(reps=args.reps or 5, threads=args.threads)
+        out["note"] = "process CPU ms, medians of interleaved repetitions; shared, contended machine"
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "sbd_head_breakdown.json").write_text(json.dumps(out, indent=2))
+        lines = [
+            "# SBD head + loss alone (CPU ms, median; fast path vs slow reference, interleaved)",
+            "",
+            f"Input {out['input']}, K={K}, {args.threads} thread(s), {out['reps']} repetitions, contended machine.",
+            "",
+            "| case | path | head forward | loss | backward | total | fast / reference |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for label, r in out["cases"].items():
+            for key in ("reference", "fast"):
+                p = r[key]
+                ratio = f"{r['total_ratio_fast_to_reference']:.2f}" if key == "fast" else ""
+                lines.append(
+                    f"| {label} | {key} | {p['head_forward']:.0f} | {p['loss']:.0f} | {p['backward']:.0f} "
+                    f"| {p['total']:.0f} | {ratio} |"
+                )
+        (RESULTS / "sbd_head_breakdown.md").write_text("\n".join(lines) + "\n")
+        print("\n".join(lines))
+        return
     reps = args.reps or (3 if args.quick else 10)
     warmup = 1 if args.quick else 2
     size, batch = (256, 512), 2
