@@ -1,6 +1,23 @@
 """Training-step overhead of SBCB(CASENet) over the same baseline, and inference cost of the stripped model.
 
     .venv/bin/python benchmarks/wrapper_overhead.py [--quick] [--full] [--threads N]
+    .venv/bin/python benchmarks/wrapper_overhead.py --breakdown [--reps N] [--threads N]
+    .venv/bin/python benchmarks/wrapper_overhead.py --rows [--reps N] [--threads N] [--only NAME]
+
+`--rows` (issue 17) times whole training steps of the issue's four rows side by side: the baseline
+(`sbcb.Segmentor`) and SBCB through the same call, ``sum(net(images, masks).values()).backward()`` + an SGD
+(momentum 0.9) step, on SyntheticStreets masks (realistic regions). SBCB runs with the boundary GT generated inside
+the step from the masks (`gt_in_step`) and with bit-packed GT precomputed as the DataLoader workers make it
+(`gt_packed`, unpacked inside the step); the ResNet-18 176x240 row adds DFF, BBCB and ``head_scale=0.5``. Every
+variant of a row runs in one process, interleaved (baseline, SBCB, ..., baseline, ...); a ratio is the median of the
+per-repetition ratios to the baseline step of the same repetition, with its min-max spread. Each row runs at the
+thread count the issue states (`--threads` overrides it). Results: benchmarks/results/step_overhead.json and .md.
+
+`--breakdown` (issue 17) times the SBD head and its losses alone, on the side features of DeepLabV3+ ResNet-18 and
+ResNet-50 at 2x3x256x512, K = 19: head forward, loss (`sbd_loss_terms`, GT precomputed), backward of head + loss,
+for the library's path and for the slow reference of tests/heads/reference_sbd.py (the literal formulation: explicit
+concat + grouped conv, float64 BCE; slower than the pre-issue-17 code, so the ratio is not the gain of issue 17),
+interleaved; results in benchmarks/results/sbd_head_breakdown.json and .md.
 
 Setting (issue 7): smp DeepLabV3+ ResNet-18 (+ ResNet-50 with --full), 256x512 input, batch 2, K = 19, CPU, plain
 SGD step. Every configuration runs in the same process and the repetitions are interleaved (baseline, SBCB variants,
@@ -26,6 +43,7 @@ import platform
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -164,14 +182,242 @@ def bench_encoder(encoder: str, *, size: tuple[int, int], batch: int, reps: int,
     }
 
 
+def head_breakdown(*, reps: int, threads: int) -> dict:
+    """Per-phase CPU ms of head forward, loss and backward: library path vs the slow reference, interleaved."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "heads"))
+    import reference_sbd as ref  # test-only module: the literal formulation
+
+    from sbcb.heads import build_head
+    from sbcb.losses import binary_target, sbd_loss_terms
+
+    size, batch = (256, 512), 2
+    _, bnd = masks_and_boundaries(batch, size)
+    cases = {
+        "resnet18 casenet": ([64, 64, 128, 512], [2, 4, 8, 16], "casenet", K),
+        "resnet50 casenet": ([64, 256, 512, 2048], [2, 4, 8, 16], "casenet", K),
+        "resnet18 bbcb": ([64, 64, 128, 512], [2, 4, 8, 16], "casenet", 1),
+        "resnet18 dff": ([64, 64, 128, 512], [2, 4, 8, 16], "dff", K),
+    }
+
+    def ref_terms(out, gt, binary):
+        if binary:
+            return {key: ref.binary_loss(v, binary_target(gt)) for key, v in out.items()}
+        return {key: 5.0 * ref.multilabel_loss(v, gt) for key, v in out.items()}
+
+    def phases(use_ref: bool, head, feats, gt, name: str, k: int) -> tuple[float, float, float]:
+        t0 = time.process_time()
+        out = ref.head_outputs(head, feats, size) if use_ref else head(feats, size)
+        t1 = time.process_time()
+        terms = ref_terms(out, gt, k == 1) if use_ref else sbd_loss_terms(out, gt, plan=head.loss_plan, binary=k == 1)
+        loss = sum(terms.values())
+        t2 = time.process_time()
+        loss.backward()
+        return t1 - t0, t2 - t1, time.process_time() - t2
+
+    results = {}
+    for label, (chs, red, name, k) in cases.items():
+        torch.manual_seed(0)
+        feats = [torch.randn(batch, c, size[0] // r, size[1] // r, requires_grad=True) for c, r in zip(chs, red)]
+        head = build_head(name, chs, k).train()
+        gt = bnd
+
+        times: dict[str, list] = {"fast": [], "reference": []}
+        for rep in range(reps + 1):
+            for key in ("fast", "reference"):
+                t = phases(key == "reference", head, feats, gt, name, k)
+                if rep:
+                    times[key].append(t)
+        results[label] = {
+            key: {
+                phase: 1e3 * statistics.median(t[i] for t in v)
+                for i, phase in enumerate(("head_forward", "loss", "backward"))
+            }
+            | {"total": 1e3 * statistics.median(sum(t) for t in v)}
+            for key, v in times.items()
+        }
+        results[label]["total_ratio_fast_to_reference"] = statistics.median(
+            sum(a) / sum(b) for a, b in zip(times["fast"], times["reference"])
+        )
+    return {"input": [batch, 3, *size], "num_classes": K, "reps": reps, "threads": threads, "cases": results}
+
+
+ROWS = {
+    # name: (architecture, encoder, batch, (H, W), K, threads); smp DeepLabV3+ at its default output stride 16
+    "deeplabv3plus_r50_2x256x512_k19": ("deeplabv3plus", "resnet50", 2, (256, 512), 19, 2),
+    "deeplabv3plus_r18_8x176x240_k11": ("deeplabv3plus", "resnet18", 8, (176, 240), 11, 1),
+    "deeplabv3plus_r18_8x240x320_k11": ("deeplabv3plus", "resnet18", 8, (240, 320), 11, 1),
+    "lraspp_mbv3l_8x176x240_k11": ("lraspp", "mobilenet_v3_large", 8, (176, 240), 11, 1),
+    # the default `sbcb demo` step (not an issue row; run it with --only demo)
+    "demo_deeplabv3plus_r18_4x128x256_k11": ("deeplabv3plus", "resnet18", 4, (128, 256), 11, 2),
+}
+EXTRA_VARIANTS_ROW = "deeplabv3plus_r18_8x176x240_k11"
+
+
+def build_row_model(arch: str, encoder: str, k: int, seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    if arch == "lraspp":
+        from torchvision.models.segmentation import lraspp_mobilenet_v3_large
+
+        return lraspp_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=k)
+    import segmentation_models_pytorch as smp
+
+    return smp.DeepLabV3Plus(encoder, encoder_weights=None, classes=k)
+
+
+def row_batch(batch: int, size: tuple[int, int], k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Images, SyntheticStreets masks [B, H, W] and their bit-packed r = 2 GT [B, ceil(K/8), H, W] (worker-made)."""
+    from sbcb.boundaries import mask_to_boundaries, pack_boundaries
+    from sbcb.data import SyntheticStreets
+
+    ds = SyntheticStreets(num_samples=batch, size=size, seed=0)
+    masks = np.stack([ds[i]["label"] for i in range(batch)]).astype(np.int64)
+    packed = np.stack([pack_boundaries(mask_to_boundaries(m, k)) for m in masks])
+    images = torch.from_numpy(np.stack([ds[i]["image"] for i in range(batch)])).permute(0, 3, 1, 2).float() / 255
+    return (images - 0.5) / 0.25, torch.from_numpy(masks), torch.from_numpy(packed)
+
+
+def bench_row(name: str, *, reps: int, warmup: int, threads: int | None) -> dict:
+    from sbcb import SBCB, Segmentor
+
+    arch, encoder, batch, size, k, row_threads = ROWS[name]
+    threads = threads or row_threads
+    torch.set_num_threads(threads)
+    x, mask, packed = row_batch(batch, size, k)
+    nets: dict[str, tuple[torch.nn.Module, bool]] = {
+        "baseline": (Segmentor(build_row_model(arch, encoder, k), num_classes=k), False),
+        "sbcb_gt_in_step": (SBCB(build_row_model(arch, encoder, k), num_classes=k), False),
+        "sbcb_gt_packed": (SBCB(build_row_model(arch, encoder, k), num_classes=k), True),
+    }
+    if name == EXTRA_VARIANTS_ROW:
+        nets["dff_gt_packed"] = (SBCB(build_row_model(arch, encoder, k), num_classes=k, head="dff"), True)
+        nets["bbcb_gt_packed"] = (SBCB(build_row_model(arch, encoder, k), num_classes=k, binary=True), True)
+        nets["half_gt_packed"] = (SBCB(build_row_model(arch, encoder, k), num_classes=k, head_scale=0.5), True)
+    optimizers = {key: torch.optim.SGD(net.parameters(), lr=1e-4, momentum=0.9) for key, (net, _) in nets.items()}
+
+    def step(key: str) -> tuple[float, float]:
+        net, given = nets[key]
+        w0, c0 = time.perf_counter(), time.process_time()
+        losses = net(x, mask, boundaries=packed if given else None)
+        sum(losses.values()).backward()
+        optimizers[key].step()
+        optimizers[key].zero_grad(set_to_none=True)
+        return time.perf_counter() - w0, time.process_time() - c0
+
+    for net, _ in nets.values():
+        net.train()
+    times: dict[str, list[tuple[float, float]]] = {key: [] for key in nets}
+    for rep in range(warmup + reps):
+        for key in nets:
+            t = step(key)
+            if rep >= warmup:
+                times[key].append(t)
+    base = times["baseline"]
+    result: dict[str, Any] = {"model": f"{arch} {encoder}", "input": [batch, 3, *size], "num_classes": k}
+    result["threads"] = threads
+    # wall time is what the issue's targets are about; process CPU time is the steadier one on a busy machine
+    for i, clock in enumerate(("wall", "cpu")):
+        ratios = {key: [a[i] / b[i] for a, b in zip(v, base)] for key, v in times.items() if key != "baseline"}
+        result[clock] = {
+            "step_median_s": {key: statistics.median(t[i] for t in v) for key, v in times.items()},
+            "step_min_max_s": {key: [min(t[i] for t in v), max(t[i] for t in v)] for key, v in times.items()},
+            "ratio_median": {key: statistics.median(v) for key, v in ratios.items()},
+            "ratio_min_max": {key: [min(v), max(v)] for key, v in ratios.items()},
+        }
+    return result
+
+
+def step_rows(*, reps: int, warmup: int, threads: int | None, only: list[str] | None) -> dict:
+    names = [n for n in ROWS if any(o in n for o in only)] if only else [n for n in ROWS if not n.startswith("demo")]
+    return {
+        "setting": {
+            "step": "sum(net(images, masks).values()).backward(); SGD(momentum=0.9).step(); zero_grad",
+            "reps": reps,
+            "warmup": warmup,
+            "device": "cpu",
+            "load_average_at_start": os.getloadavg(),
+        },
+        "versions": {"torch": torch.__version__, "python": platform.python_version(), "cpus": os.cpu_count()},
+        "rows": {n: bench_row(n, reps=reps, warmup=warmup, threads=threads) for n in names},
+    }
+
+
+def rows_markdown(out: dict) -> list[str]:
+    s = out["setting"]
+    lines = [
+        "# Training step: SBCB / baseline, side by side (CPU)",
+        "",
+        f"{s['reps']} interleaved repetitions after {s['warmup']} warm-up; ratio = median of per-repetition ratios "
+        f"(min-max in brackets); load average at start {', '.join(f'{v:.1f}' for v in s['load_average_at_start'])} "
+        f"on {out['versions']['cpus']} cores. Command: `python benchmarks/wrapper_overhead.py --rows --reps "
+        f"{s['reps']}`. Rerun it on an idle machine: with a load average above the core count both clocks are inflated "
+        "by contention, 2-thread rows (ResNet-50) most.",
+        "",
+        "| row | threads | variant | wall step (s) | wall ratio | CPU step (s) | CPU ratio |",
+        "|---|---|---|---|---|---|---|",
+    ]
+
+    def cell(r: dict, clock: str, key: str) -> str:
+        c = r[clock]
+        step = f"{c['step_median_s'][key]:.3f}"
+        if key == "baseline":
+            return f"{step} | 1"
+        lo, hi = c["ratio_min_max"][key]
+        return f"{step} | **{c['ratio_median'][key]:.3f}** [{lo:.2f}-{hi:.2f}]"
+
+    for name, r in out["rows"].items():
+        for key in r["wall"]["step_median_s"]:
+            lines.append(f"| {name} | {r['threads']} | {key} | {cell(r, 'wall', key)} | {cell(r, 'cpu', key)} |")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (3 + 1 warm-up)")
     parser.add_argument("--full", action="store_true", help="also ResNet-50")
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default 1; --rows: per row)")
     parser.add_argument("--reps", type=int, default=None)
+    parser.add_argument("--breakdown", action="store_true", help="SBD head + loss alone: fast path vs reference")
+    parser.add_argument("--rows", action="store_true", help="the issue-17 rows: whole training steps, side by side")
+    parser.add_argument("--only", nargs="*", help="--rows: only rows whose name contains one of these")
     args = parser.parse_args()
+    if args.rows:
+        threads = args.threads
+        out = step_rows(reps=args.reps or 7, warmup=2, threads=threads, only=args.only)
+        RESULTS.mkdir(exist_ok=True)
+        stem = "step_overhead" if not args.only and threads is None else "step_overhead_partial"
+        (RESULTS / f"{stem}.json").write_text(json.dumps(out, indent=2))
+        lines = rows_markdown(out)
+        (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
+        print("\n".join(lines))
+        return
+    args.threads = args.threads or 1
     torch.set_num_threads(args.threads)
+    if args.breakdown:
+        out = head_breakdown(reps=args.reps or 5, threads=args.threads)
+        out["note"] = "process CPU ms, medians of interleaved repetitions; shared, contended machine"
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "sbd_head_breakdown.json").write_text(json.dumps(out, indent=2))
+        lines = [
+            "# SBD head + loss alone (CPU ms, median; fast path vs slow reference, interleaved)",
+            "",
+            f"Input {out['input']}, K={K}, {args.threads} thread(s), {out['reps']} repetitions, contended machine.",
+            "",
+            "| case | path | head forward | loss | backward | total | fast / reference |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for label, r in out["cases"].items():
+            for key in ("reference", "fast"):
+                p = r[key]
+                ratio = f"{r['total_ratio_fast_to_reference']:.2f}" if key == "fast" else ""
+                lines.append(
+                    f"| {label} | {key} | {p['head_forward']:.0f} | {p['loss']:.0f} | {p['backward']:.0f} "
+                    f"| {p['total']:.0f} | {ratio} |"
+                )
+        (RESULTS / "sbd_head_breakdown.md").write_text("\n".join(lines) + "\n")
+        print("\n".join(lines))
+        return
     reps = args.reps or (3 if args.quick else 10)
     warmup = 1 if args.quick else 2
     size, batch = (256, 512), 2

@@ -151,21 +151,21 @@ class MultiLabelEdgeLoss(nn.Module):
         y = target if target.dtype == torch.bool else target != 0
         if ignore_mask is None:
             valid = None
-            pixels = torch.full((bsz, 1), float(h * w), device=x.device)
+            pixels = torch.full((bsz, 1), float(h * w), device=x.device, dtype=x.dtype)
         else:
             if ignore_mask.shape != (bsz, h, w):
                 raise ValueError(f"ignore_mask must be [B, H, W] = {[bsz, h, w]}, got {list(ignore_mask.shape)}")
             valid = (~ignore_mask.bool()).unsqueeze(1)  # [B, 1, H, W]
             y = y & valid
-            pixels = valid.reshape(bsz, -1).sum(dim=1, dtype=torch.int32).float().view(bsz, 1)  # T_b
+            pixels = valid.reshape(bsz, -1).sum(dim=1, dtype=torch.int32).to(x.dtype).view(bsz, 1)  # T_b
         # Boundaries are sparse: their indices serve the counts below (bincount, not a sum over a full bool tensor)
         # and the loss itself.
         positives = y.nonzero(as_tuple=True)
         b, c = positives[0], positives[1]
         if self.pos_weight == "image":
-            counts = torch.bincount(b, minlength=bsz).view(bsz, 1).float()  # P_b over all channels
+            counts = torch.bincount(b, minlength=bsz).view(bsz, 1).to(x.dtype)  # P_b over all channels
         else:
-            counts = torch.bincount(b * k + c, minlength=bsz * k).view(bsz, k).float()  # P_bc
+            counts = torch.bincount(b * k + c, minlength=bsz * k).view(bsz, k).to(x.dtype)  # P_bc
         # clamp((T - P) / P, 1, T): P = 0 means +inf, hence T; P > T (multi-label overlap) gives < 1, hence 1.
         ratio = torch.where(counts > 0, (pixels - counts) / counts.clamp(min=1.0), float("inf"))
         weight = torch.minimum(ratio.clamp(min=1.0), pixels)  # [B, 1] or [B, K]
@@ -209,16 +209,19 @@ class BinaryEdgeLoss(nn.Module):
             raise ValueError(
                 f"logits and target must have the same shape; got {list(logits.shape)} and {list(target.shape)}"
             )
-        x = logits.float()
-        y = target.float()
-        pos = y == 1
-        neg = y == 0
-        n_pos = pos.sum().float()
-        n_neg = neg.sum().float()
+        x = logits if logits.dtype == torch.float64 else logits.float()  # fp16/bf16 -> fp32; fp64 stays
+        # Compare the labels as they come (bool, uint8, ...): no float copy of the targets for the masks.
+        pos = target == 1
+        neg = target == 0
+        n_pos = pos.sum(dtype=x.dtype)
+        n_neg = neg.sum(dtype=x.dtype)
         total = (n_pos + n_neg).clamp(min=1.0)
-        weight = torch.where(pos, self.pos_factor * n_neg / total, torch.where(neg, self.neg_factor * n_pos / total, 0))
-        bce = F.binary_cross_entropy_with_logits(x, pos.float(), reduction="none")
-        return (weight * bce).mean()
+        zero = x.new_zeros(())
+        weight = torch.where(
+            pos, self.pos_factor * n_neg / total, torch.where(neg, self.neg_factor * n_pos / total, zero)
+        )
+        # One fused BCE with the weights (mean over all elements, ignored ones weigh 0).
+        return F.binary_cross_entropy_with_logits(x, pos.to(x.dtype), weight=weight, reduction="mean")
 
 
 def binary_target(boundaries: Tensor, ignore_mask: Tensor | None = None) -> Tensor:

@@ -52,3 +52,39 @@ def test_demo_out_pointing_at_a_file(tmp_path, capsys):
     assert main(["demo", "--out", str(f)]) == 2
     assert "is an existing file" in capsys.readouterr().err
     assert f.read_bytes() == b"not a folder"
+
+
+def test_demo_sizing_default_and_long(tmp_path):
+    """Default: the 4-minute run (150 iterations at output stride 16); --long: the paper's stride 8, 300 iterations;
+    an explicit --iters wins over both."""
+    import argparse
+
+    from sbcb.cli import demo
+
+    parser = demo.add_parser(argparse.ArgumentParser().add_subparsers())
+    for flags, iters in (([], 150), (["--long"], 300), (["--long", "--iters", "7"], 7)):
+        args = parser.parse_args(["--out", str(tmp_path), *flags])
+        demo._validate(args)
+        assert args.iters == iters
+    assert (demo.OUTPUT_STRIDE, demo.LONG_OUTPUT_STRIDE) == (16, 8)
+    pytest.importorskip("segmentation_models_pytorch")
+    assert demo._takes_output_stride("deeplabv3plus") and not demo._takes_output_stride("unet")
+
+
+def test_demo_estimate_times_the_baseline_step():
+    """The estimate is printed before training from baseline steps timed now: 2 models x iters x step x 1.3."""
+    pytest.importorskip("segmentation_models_pytorch")
+    from sbcb.cli import demo
+    from sbcb.train.config import Config
+
+    cfg = Config.from_flat(
+        {"dataset": "synthetic", "image_size": [32, 32], "crop": [32, 32], "arch": "unet", "iters": 10,
+         "encoder": "tu-mobilenetv3_small_050", "batch_size": 2, "sbcb_head": "none",
+         "arch_kwargs": '{"encoder_depth": 3, "decoder_channels": [16, 16, 8]}'},
+        source="test",
+    )  # fmt: skip
+    seconds, line = demo._estimate(cfg, num_classes=11)
+    assert seconds is not None and seconds > 0
+    printed_step = line.split("(")[1].split(" s per")[0]  # to 2 decimals
+    assert f"{seconds / (10 * 2.1 * 1.3):.2f}" == printed_step
+    assert line.startswith("estimate: about") and "10 iterations x 2 models" in line

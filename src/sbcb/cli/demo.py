@@ -6,6 +6,11 @@ the same validation images (mIoU, boundary F at 3 px, SBD mF for the SBCB model)
 and ``OUT/report.md``, ``OUT/results.json`` and pictures (prediction, SBD boundaries, error maps) are written. The
 run folders ``OUT/baseline`` and ``OUT/sbcb`` are ordinary `sbcb train` folders (resumable, evaluable).
 
+Sizing (issue 17): the default run trains DeepLabV3+ at output stride 16 for 150 iterations of batch 4 at 128x256,
+so both models train in about 3.5 minutes on 2 idle cores (README); an estimate timed on this machine, now, is
+printed before training. ``--long`` is the heavier comparison: output stride 8 (the paper's) and 300 iterations,
+about 15 minutes.
+
 ``--render-only`` instead renders samples of the dataset (image | label colours | overlay with instance outlines).
 """
 
@@ -13,19 +18,35 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 from typing import Any
+
+# The default run fits in 4 minutes of wall time on an idle 2-core machine (issue 17); --long is the former default.
+ITERS, LONG_ITERS = 150, 300
+OUTPUT_STRIDE, LONG_OUTPUT_STRIDE = 16, 8
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "demo",
-        help="train a baseline and SBCB (CASENet) on synthetic streets and compare them (about 15 min on 2 cores)",
+        help="train a baseline and SBCB (CASENet) on synthetic streets and compare them (about 3.5 min on 2 idle "
+        "cores, estimate printed first; --long: the paper's output stride 8, about 15 min)",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--out", type=Path, required=True, help="output folder (created if missing)")
-    parser.add_argument("--iters", type=int, default=300, help="training iterations per model (default: 300)")
+    parser.add_argument(
+        "--iters",
+        type=int,
+        default=None,
+        help=f"training iterations per model (default: {ITERS}; --long: {LONG_ITERS})",
+    )
+    parser.add_argument(
+        "--long",
+        action="store_true",
+        help=f"the heavier comparison: output stride 8 (the paper's) and {LONG_ITERS} iterations (about 4x longer)",
+    )
     parser.add_argument("--num-samples", type=int, default=None, metavar="N", help="training images (default: 64; "
                         "with --render-only: pictures to render, default 4)")  # fmt: skip
     parser.add_argument("--val-samples", type=int, default=16, metavar="N", help="validation images (default: 16)")
@@ -59,6 +80,8 @@ def _validate(args: argparse.Namespace) -> None:
             raise UserError(f"--size H W must both be at least {MIN_SIZE} pixels, got {height} {width}")
     if args.seed < 0:
         raise UserError(f"--seed must be a non-negative integer, got {args.seed}")
+    if args.iters is None:
+        args.iters = LONG_ITERS if args.long else ITERS
     if args.iters < 1 or args.val_samples < 1 or args.batch_size < 2:
         raise UserError("--iters and --val-samples must be >= 1 and --batch-size >= 2")
 
@@ -117,13 +140,57 @@ def _pictures(models: dict[str, Any], val_set: Any, info: Any, out: Path, count:
     return written
 
 
+def _takes_output_stride(arch: str) -> bool:
+    """Whether `arch` is an smp DeepLab-family architecture (the only ones the demo sets an output stride for)."""
+    from sbcb.models import MODELS, SMP_ARCHS, smp_key, smp_takes_output_stride
+
+    is_smp = ":" not in arch and arch.lower() not in MODELS and smp_key(arch) in SMP_ARCHS
+    return is_smp and smp_takes_output_stride(arch)
+
+
+def _estimate(cfg: Any, *, num_classes: int) -> tuple[float | None, str]:
+    """The run-time estimate printed before training: baseline steps timed on this machine, now.
+
+    Two models train (SBCB's step costs ~1.1x the baseline's, benchmarks/results/step_overhead.md), plus data,
+    evaluation and pictures (~15 %). A busy machine makes both the steps and the estimate longer.
+    """
+    import time
+
+    import torch
+
+    from sbcb.models import build_model
+    from sbcb.segmentor import Segmentor
+    from sbcb.train.run import model_kwargs
+
+    try:
+        net = Segmentor(build_model(**model_kwargs(cfg, num_classes)), num_classes=num_classes).train()
+    except Exception:  # a model the probe can't build is reported by the training itself
+        return None, "estimate: not available for this model"
+    h, w = cfg.data.crop or cfg.data.image_size
+    images = torch.randn(cfg.train.batch_size, 3, h, w)
+    masks = torch.randint(0, num_classes, (cfg.train.batch_size, h, w))
+    steps = []
+    for _ in range(3):  # the first step warms up the allocator and oneDNN's kernels
+        start = time.perf_counter()
+        sum(net(images, masks).values()).backward()
+        steps.append(time.perf_counter() - start)
+    step = min(steps[1:])
+    seconds = step * cfg.train.iters * (1.0 + 1.1) * 1.3
+    return seconds, (
+        f"estimate: about {seconds / 60:.1f} min ({step:.2f} s per baseline step measured now on "
+        f"{torch.get_num_threads()} threads; {cfg.train.iters} iterations x 2 models)"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
+    start = time.perf_counter()
     _validate(args)
     if args.render_only:
         return render_only(args)
 
     import torch
 
+    from sbcb.data.synthetic import SyntheticStreets
     from sbcb.train.config import Config
     from sbcb.train.evaluate import evaluate, to_jsonable
     from sbcb.train.run import run_training
@@ -146,7 +213,13 @@ def run(args: argparse.Namespace) -> int:
         "keep_last": 1,
         "workers": args.workers,
         "progress": not args.no_progress,
+        "output_stride": LONG_OUTPUT_STRIDE if args.long else OUTPUT_STRIDE,
     }
+    if not _takes_output_stride(args.arch):
+        del base["output_stride"]
+    first = Config.from_flat(base | {"sbcb_head": "none", "out": str(args.out / "baseline")}, source="sbcb demo")
+    estimate, line = _estimate(first, num_classes=SyntheticStreets(1, size=(64, 64)).info.num_classes)
+    print(line, flush=True)
     models: dict[str, Any] = {}
     metrics: dict[str, dict[str, Any]] = {}
     seconds: dict[str, float] = {}
@@ -168,6 +241,10 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
         )
     pictures = _pictures(models, val_set, info, args.out, args.pictures)
+    wall = time.perf_counter() - start
+    wall_line = f"demo wall time: {wall:.0f} s (both trainings, evaluation and pictures" + (
+        f"; the estimate was {estimate:.0f} s)" if estimate is not None else ")"
+    )
 
     def pct(m: dict[str, Any], key: str) -> str:
         return f"{100 * m[key]:.2f}" if key in m else "n/a"
@@ -188,13 +265,17 @@ def run(args: argparse.Namespace) -> int:
     report = [
         "# sbcb demo: baseline vs SBCB (CASENet) on SyntheticStreets",
         "",
-        f"{args.arch} / {args.encoder}, {args.iters} iterations, batch {args.batch_size}, {size[0]}x{size[1]} images, "
+        f"{args.arch} / {args.encoder}"
+        + (f" (output stride {base['output_stride']})" if "output_stride" in base else "")
+        + f", {args.iters} iterations, batch {args.batch_size}, {size[0]}x{size[1]} images, "
         f"{base['num_samples']} training / {args.val_samples} validation images, seed {args.seed}, torch "
         f"{torch.__version__}, {torch.get_num_threads()} threads. Same seed, data and schedule for both models; the "
         "SBD head is dropped at inference, so both deploy with the same parameters. A short run on synthetic data is "
         "a smoke test of the method, not a reproduction of the paper's numbers.",
         "",
         *table,
+        "",
+        wall_line,
         "",
         *per_class,
         "",
@@ -206,8 +287,15 @@ def run(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "report.md").write_text("\n".join(report))
     (args.out / "results.json").write_text(
-        json.dumps(to_jsonable({"metrics": metrics, "seconds": seconds, "config": base}), indent=2)
+        json.dumps(
+            to_jsonable(
+                {"metrics": metrics, "seconds": seconds, "wall_seconds": wall, "estimate_seconds": estimate}
+                | {"config": base}
+            ),
+            indent=2,
+        )
     )
     print("\n".join(table))
+    print(wall_line)
     print(f"wrote {args.out / 'report.md'}, {args.out / 'results.json'} and {len(pictures)} pictures")
     return 0

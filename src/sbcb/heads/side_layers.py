@@ -377,6 +377,18 @@ def fuse_sliced(semantic: Tensor, binary: Tensor, weight: Tensor, bias: Tensor |
         ``[B, K, H, W]`` fused logits.
     """
     k = weight.shape[0]
+    nhwc = torch.channels_last
+    if semantic.is_contiguous(memory_format=nhwc) and binary.is_contiguous(memory_format=nhwc) and k > 1:
+        # Both NHWC (the CPU side layers' layout): per pixel a [K] scale of S plus a [K, N-1] mixing, as two GEMM-
+        # shaped ops on [B*H*W, C] views. Nothing is copied and the output stays NHWC, so the loss and every
+        # backward op run on one layout (mixed NCHW/NHWC elementwise ops were the slowest part of the old fuse).
+        bsz, _, h, w = semantic.shape
+        rows = binary.permute(0, 2, 3, 1).reshape(-1, binary.shape[1])  # [P, N-1], a view
+        mix = weight[:, 1:, 0, 0].t().to(rows.dtype)  # [N-1, K]
+        mixed = rows @ mix if bias is None else torch.addmm(bias.to(rows.dtype), rows, mix)
+        sem = semantic.permute(0, 2, 3, 1).reshape(-1, k).to(mixed.dtype)  # [P, K], a view
+        fused = mixed + sem * weight[:, 0, 0, 0].to(mixed.dtype)
+        return fused.view(bsz, h, w, k).permute(0, 3, 1, 2)
     # A matmul over the N-1 channels (CPU: faster than the 1x1 conv, which has no oneDNN path for 1x1 at small batch)
     mixed = torch.einsum("bjhw,kj->bkhw", binary, weight[:, 1:, 0, 0].to(binary.dtype))  # [B, K, H, W]
     if bias is not None:
