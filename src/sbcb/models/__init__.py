@@ -15,6 +15,7 @@ from typing import Any
 
 from torch import nn
 
+from sbcb.models import gscnn as _gscnn  # noqa: F401, E402 (registers "gscnn")
 from sbcb.models.registry import MODELS, list_models, register_model
 
 BACKBONE_TRICKS = ("none", "hed", "seg")
