@@ -149,7 +149,7 @@ class ChannelMerge(nn.Module):
         pre = [side(features[i]) for side, i in zip(self.pre_sides, self.side_indices)]
         context = context_features(seg, features, self.reentry)
         if self.merge_stride is None:
-            size = (int(context.shape[-2]), int(context.shape[-1]))
+            size = (context.shape[-2], context.shape[-1])  # not int(): stays symbolic in an ONNX trace
         else:
             size = (-(-images.shape[-2] // self.merge_stride), -(-images.shape[-1] // self.merge_stride))
         mixed = self.merge[:-1](torch.cat([_resize(context, size)] + [_resize(p, size) for p in pre], dim=1))

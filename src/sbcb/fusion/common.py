@@ -124,4 +124,6 @@ def boundary_targets(masks: Tensor, num_classes: int, *, radius: float, ignore_i
 
 def output_size(images: Tensor, scale: float) -> tuple[int, int]:
     """SBD output size ``(round(H * scale), round(W * scale))``, as the wrapper's ``head_scale``."""
-    return round(images.shape[-2] * scale), round(images.shape[-1] * scale)
+    if scale == 1.0:  # the traced (ONNX) size stays symbolic
+        return images.shape[-2], images.shape[-1]
+    return round(int(images.shape[-2]) * scale), round(int(images.shape[-1]) * scale)
