@@ -6,7 +6,7 @@ for the SBD terms) and has ``deployable()`` / ``strip()`` returning exactly what
 
 - `ChannelMerge`: PSPNet or DeepLabV3+; side features mixed with the PPM / ASPP output by 1x1 convs (Fig. 15).
 - `TwoStreamMerge`: DeepLabV3+; the SBD head's fused output is an extra ASPP branch (Fig. 16).
-- `build_fused`: the string entry point (``--fusion channel-merge|two-stream``).
+- `build_fused`: the string entry point (``--fusion channel-merge|two-stream``, ``fusion:`` in a config).
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ from sbcb.fusion.two_stream import TwoStreamMerge
 FUSIONS = {"channel-merge": ChannelMerge, "two-stream": TwoStreamMerge}
 
 
-def build_fused(segmentor: nn.Module, fusion: str = "channel-merge", *, num_classes: int, **options: Any) -> nn.Module:
+def build_fused(
+    segmentor: nn.Module, fusion: str = "channel-merge", *, num_classes: int, **options: Any
+) -> ChannelMerge | TwoStreamMerge:
     """Combine an smp segmentor with a CASENet SBD head by explicit fusion.
 
     Args:
@@ -33,8 +35,8 @@ def build_fused(segmentor: nn.Module, fusion: str = "channel-merge", *, num_clas
             flags keep the defaults).
 
     Returns:
-        The fused model. Train it with ``forward_train`` + ``auxiliary_losses`` (plus the usual CE on the logits);
-        deploy ``model.deployable()``.
+        The fused model, a `sbcb.contract.HasAuxiliaryHeads`: ``sbcb.Segmentor(model, num_classes=K)(images,
+        masks)`` gives ``loss_seg`` + its SBD terms (the trainer does exactly that); deploy ``model.deployable()``.
     """
     if fusion not in FUSIONS:
         raise ValueError(f"unknown fusion {fusion!r}; use one of {', '.join(FUSIONS)}")

@@ -45,6 +45,9 @@ from sbcb.fusion.common import (
 from sbcb.heads.side_layers import fuse_sliced, init_weights
 from sbcb.models.layers import ConvNormAct
 
+# The SBD outputs are CASENet's (`sbcb.heads.CASENetHead.loss_plan`): the multi-label loss on both.
+CASENET_PLAN = {"fuse": "multilabel", "last": "multilabel"}
+
 
 def _resize(x: Tensor, size: tuple[int, int]) -> Tensor:
     if tuple(x.shape[-2:]) == tuple(size):
@@ -189,7 +192,7 @@ class ChannelMerge(nn.Module):
         from sbcb.losses import sbd_loss_terms
 
         bands = boundary_targets(masks, self.num_classes, radius=self.radius, ignore_index=self.ignore_index)
-        return sbd_loss_terms(aux, bands.to(aux["fuse"].device), head="casenet", alpha=self.alpha, beta=self.beta)
+        return sbd_loss_terms(aux, bands.to(aux["fuse"].device), plan=CASENET_PLAN, alpha=self.alpha, beta=self.beta)
 
     # -- deployment -----------------------------------------------------------------------------------------------
 

@@ -125,7 +125,9 @@ class TwoStreamMerge(nn.Module):
         from sbcb.losses import sbd_loss_terms
 
         bands = boundary_targets(masks, self.num_classes, radius=self.radius, ignore_index=self.ignore_index)
-        return sbd_loss_terms(aux, bands.to(aux["fuse"].device), head="casenet", alpha=self.alpha, beta=self.beta)
+        return sbd_loss_terms(
+            aux, bands.to(aux["fuse"].device), plan=self.sbd_head.loss_plan, alpha=self.alpha, beta=self.beta
+        )
 
     def deployable(self) -> TwoStreamMerge:
         """The model itself: every SBD-head part feeds the segmentation at inference."""

@@ -65,9 +65,11 @@ def torch_canny(
         x = denormalize(images.detach().float(), mean, std)
         b, c, h, w = x.shape
         kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], device=x.device)
-        kernel = torch.stack([kx, kx.t()]).unsqueeze(1).repeat(c, 1, 1, 1)  # [2C, 1, 3, 3]: gx, gy per channel
-        # OpenCV's Sobel borders reflect without repeating the edge pixel (BORDER_REFLECT_101 = torch "reflect")
-        g = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), kernel, groups=c).view(b, c, 2, h, w)
+        kernel = torch.stack([kx, kx.t()]).unsqueeze(1)  # [2, 1, 3, 3]: gx, gy
+        # OpenCV's Sobel borders reflect without repeating the edge pixel (BORDER_REFLECT_101 = torch "reflect");
+        # channels folded into the batch so the kernel's shape is static (ONNX export needs that)
+        planes = F.pad(x.reshape(b * c, 1, h, w), (1, 1, 1, 1), mode="reflect")
+        g = F.conv2d(planes, kernel).view(b, c, 2, h, w)
         gx, gy = g[:, :, 0], g[:, :, 1]
         mag = gx.abs() + gy.abs()  # L1, cv2's default
         best = mag.argmax(dim=1, keepdim=True)  # a colour image: the channel with the strongest gradient
@@ -92,7 +94,7 @@ def torch_canny(
         ]
         keep = torch.zeros_like(mag, dtype=torch.bool)
         for region, before, after in pairs:
-            keep |= region & (mag > before) & (mag >= after)
+            keep = keep | (region & (mag > before) & (mag >= after))  # not |=: no in-place or in ONNX
         weak = keep & (mag > low)
         strong = (keep & (mag > high)).float()
         for _ in range(hysteresis_steps):  # grow strong edges into 8-connected weak pixels
