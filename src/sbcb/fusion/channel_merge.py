@@ -158,9 +158,9 @@ class ChannelMerge(nn.Module):
         mixed = self.merge[:-1](torch.cat([_resize(context, size)] + [_resize(p, size) for p in pre], dim=1))
         last = self.merge[-1]
         c = self.context_channels
-        if with_sbd:
+        if with_sbd or self.inference_only:  # the deployable model's last conv has exactly the C used rows
             out = last(mixed)
-        else:  # inference: only the rows that re-enter the segmentor
+        else:  # inference of the training model: only the rows that re-enter the segmentor
             out = F.conv2d(mixed, last.weight[:c])
         logits = finish(seg, features, _resize(out[:, :c], context.shape[-2:]), self.reentry)
         if not with_sbd:
