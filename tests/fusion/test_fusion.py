@@ -115,13 +115,19 @@ def test_channel_merge_dlv3p_extra_parameters_and_macs_by_hand():
     assert conv_macs(model.deployable(), x) - conv_macs(base, x) == side_macs + merge_macs == 19079680
 
 
-def test_channel_merge_pspnet_extra_parameters_by_hand():
+def test_channel_merge_pspnet_extra_parameters_and_macs_by_hand():
     base, model = segmentor("pspnet"), ChannelMerge(segmentor("pspnet"), num_classes=K)
     # PPM output = layer4 512 + 4 pooled branches of 128 = 1024 ch; W = 1024 + 3 + 11 = 1038
     assert model.context_channels == 1024 and model.merge_width == 1038
     pre = 5916  # as for DeepLabV3+ (same encoder, same K)
     merge_used = (1038 * 1038 + 2 * 1038) + 1038 * 1024  # 1077444 + 2076 + 1062912 = 2142432
     assert count(model.deployable()) - count(base) == pre + merge_used == 2148348
+    # inference MACs at 64x128 (no dilation, PPM at 1/32 = 2x4 = 8 px): side 1x1 convs at 32x64, 16x32, 8x16 and
+    # 2x4 pixels, merge at 8 px
+    x = torch.randn(1, 3, *SIZE)
+    side_macs = 2048 * 64 + 512 * 64 + 128 * 128 + 8 * 512 * 11  # 131072 + 32768 + 16384 + 45056 = 225280
+    merge_macs = 8 * 1038 * 1038 + 8 * 1038 * 1024  # 8619552 + 8503296 = 17122848
+    assert conv_macs(model.deployable(), x) - conv_macs(base, x) == side_macs + merge_macs == 17_348_128
 
 
 def test_two_stream_extra_parameters_and_macs_by_hand():
