@@ -75,6 +75,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(str(e)) from None
     removed = report.num_params_with_head - report.num_params
     print(f"stripped model: {report.num_params:,} parameters ({removed:,} of SBD/aux heads removed)")
+    fusion = ckpt["model"].get("kwargs", {}).get("fusion", "none")
+    if fusion != "none":  # the fused model needs part of its SBD head: say so (costs in docs/models.md)
+        print(f"fusion {fusion}: the SBD-head parts the segmentation uses are kept at inference")
     for label, path in (
         ("stripped checkpoint", report.stripped_checkpoint),
         ("TorchScript", report.torchscript),

@@ -22,6 +22,7 @@ from typing import Any
 
 from torch import nn
 
+from sbcb.models import gscnn as _gscnn  # noqa: F401, E402 (registers "gscnn")
 from sbcb.models.registry import MODELS, list_models, register_model
 
 BACKBONE_TRICKS = ("none", "hed", "seg")
@@ -208,6 +209,7 @@ def build_model(
     aux_weight: float = 0.4,
     radius: float = 2.0,
     ignore_index: int = 255,
+    fusion: str = "none",
 ) -> nn.Module:
     """Build a segmentor and, unless ``sbcb_head="none"`` without ``bbcb``/``fcn_aux``, wrap it with `sbcb.SBCB`.
 
@@ -221,6 +223,9 @@ def build_model(
             (paper §5.7), applied to a ResNet encoder before wrapping; parameters are unchanged.
         alpha, beta, head_scale, aux_weight, radius, ignore_index: `sbcb.SBCB` options (loss weights, SBD output
             scale, boundary GT radius); unused by a baseline.
+        fusion: ``channel-merge`` | ``two-stream`` (`sbcb.fusion`, P§7.5): the segmentor and a CASENet head fused
+            into one model instead of the SBCB wrapper (needs ``sbcb_head="casenet"``). With ``sbcb_head="none"``
+            the fused model is built in its deployable form (what stripped checkpoints rebuild).
 
     Returns:
         The model; ``model(images)`` gives [B, K, H, W] logits in eval mode.
@@ -243,6 +248,22 @@ def build_model(
         from sbcb.backbone_trick import resnet_variant
 
         model = resnet_variant(model, "hed" if backbone_trick == "hed" else "segmentation")
+    if fusion != "none":
+        from sbcb.fusion import build_fused
+
+        if bbcb or fcn_aux or sbcb_head not in ("casenet", "none"):
+            raise ValueError(f"--fusion {fusion} brings its own CASENet head: no --bbcb, --fcn-aux or other heads")
+        fused = build_fused(
+            model,
+            fusion,
+            num_classes=num_classes,
+            alpha=alpha,
+            beta=beta,
+            head_scale=head_scale,
+            radius=radius,
+            ignore_index=ignore_index,
+        )
+        return fused.deployable() if sbcb_head == "none" else fused
     if sbcb_head == "none" and not bbcb and not fcn_aux:
         return model
     from sbcb.wrapper import SBCB
@@ -280,7 +301,8 @@ __all__ = [
 
 
 def stripped_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """The `build_model` kwargs of the same model without any auxiliary head (what `strip()` returns)."""
+    """The `build_model` kwargs of the same model without any auxiliary head (what `strip()` returns); a fused
+    model keeps ``fusion`` and is rebuilt in its deployable form."""
     out = dict(kwargs)
     out.update(sbcb_head="none", bbcb=False, fcn_aux=False, sides=None)
     for key in ("alpha", "beta", "head_scale", "aux_weight", "radius", "ignore_index"):

@@ -37,6 +37,7 @@ def _opt(help: str, **argparse_options: Any) -> dict[str, Any]:
 
 
 BACKBONE_TRICKS = ("none", "hed", "seg")
+FUSIONS = ("none", "channel-merge", "two-stream")  # sbcb.fusion.FUSIONS, kept here so the parser imports no torch
 OPTIMIZERS = ("sgd", "adamw")
 VAL_MODES = ("whole", "slide")
 AMP_MODES = (None, "auto", "bf16", "fp16")
@@ -75,17 +76,29 @@ class ModelConfig:
     beta: float = field(default=1.0, metadata=_opt("weight of each binary SBD loss term (Eq. 1)"))
     head_scale: float = field(default=1.0, metadata=_opt("SBD output size relative to the input, in (0, 1]"))
     aux_weight: float = field(default=0.4, metadata=_opt("weight of the FCN auxiliary CE loss"))
+    fusion: str = field(
+        default="none",
+        metadata=_opt(
+            "feed the CASENet head's features into the segmentation head (P§7.5; kept at inference)", choices=FUSIONS
+        ),
+    )
 
     def __post_init__(self) -> None:
         if self.backbone_trick not in BACKBONE_TRICKS:
             raise ConfigError(f"backbone_trick must be one of {BACKBONE_TRICKS}, got {self.backbone_trick!r}")
+        if self.fusion not in FUSIONS:
+            raise ConfigError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
+        if self.fusion != "none" and (self.sbcb_head != "casenet" or self.bbcb or self.fcn_aux):
+            raise ConfigError(
+                f"fusion {self.fusion!r} brings its own CASENet head: keep sbcb_head casenet, no bbcb or fcn_aux"
+            )
         if not 0.0 < self.head_scale <= 1.0:
             raise ConfigError(f"head_scale must be in (0, 1], got {self.head_scale}")
 
     @property
     def has_sbd_head(self) -> bool:
-        """True when the model is wrapped with an SBD head (a semantic one or BBCB)."""
-        return self.sbcb_head != "none" or self.bbcb
+        """True when the model is wrapped with an SBD head (a semantic one or BBCB); a fused model's head is its own."""
+        return (self.sbcb_head != "none" or self.bbcb) and self.fusion == "none"
 
 
 @dataclass

@@ -71,6 +71,7 @@ def model_kwargs(cfg: Config | ModelConfig, num_classes: int, *, radius: float |
         "beta": model.beta,
         "head_scale": model.head_scale,
         "aux_weight": model.aux_weight,
+        "fusion": model.fusion,
         "radius": 2.0 if radius is None else radius,
     }
 
@@ -80,7 +81,8 @@ def has_sbd_head(model_kwargs_or_cfg: Any) -> bool:
     if isinstance(model_kwargs_or_cfg, ModelConfig):
         return model_kwargs_or_cfg.has_sbd_head
     kwargs = dict(model_kwargs_or_cfg)
-    return kwargs.get("sbcb_head", "none") != "none" or bool(kwargs.get("bbcb"))
+    wrapped = kwargs.get("sbcb_head", "none") != "none" or bool(kwargs.get("bbcb"))
+    return wrapped and kwargs.get("fusion", "none") == "none"
 
 
 def build_datasets(cfg: Config, *, train: bool = True, val_boundaries: bool | None = None) -> tuple[Any, Any, Any]:
