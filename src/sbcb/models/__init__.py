@@ -222,3 +222,7 @@ def strip_model(model: nn.Module) -> nn.Module:
     """The deployable segmentor: ``model.strip()`` for an SBCB wrapper, the model itself otherwise."""
     strip = getattr(model, "strip", None)
     return strip() if callable(strip) else model
+
+
+# sbcb's registered models add themselves on import (torch only; torchvision is imported inside the factory)
+import sbcb.models.torchvision_seg  # noqa: E402, F401

@@ -105,10 +105,16 @@ class DataConfig:
     radius: float = field(
         default=2.0, metadata=_opt("boundary GT radius in px: the transforms' and the SBD loss's (one value)")
     )
+    image_scale: float = field(
+        default=1.0,
+        metadata=_opt("fixed rescale of every train and val image before the transforms (0.5 = half resolution)"),
+    )
 
     def __post_init__(self) -> None:
         if self.radius <= 0:
             raise ConfigError(f"radius must be > 0 pixels, got {self.radius}")
+        if not self.image_scale > 0:
+            raise ConfigError(f"image_scale must be > 0, got {self.image_scale}")
 
 
 @dataclass
