@@ -79,6 +79,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _protocol as P  # noqa: E402  (shared with sbcb_camvid.py: environment facts)
+
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
 RUNS = REPO / "runs" / "camvid_study"
@@ -94,7 +98,6 @@ STUDY_VARIANTS: dict[str, dict[str, Any]] = {
     "casenet": {"sbcb_head": "casenet", "bbcb": False},
     "bbcb": {"sbcb_head": "none", "bbcb": True},
 }
-SEG_METRICS = ("miou", "bf3", "bf5", "bf9", "bf12")
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,11 @@ class Protocol:
         for k in ("workers", "parallel"):
             d.pop(k)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """The segmentation metrics compared: mIoU and boundary F at each radius (``bf3``, ``bf5``, ...)."""
+        return ("miou", *(f"bf{r:g}" for r in self.eval_radii))
 
     @property
     def eval_size(self) -> tuple[int, int]:
@@ -340,10 +348,13 @@ def train_or_resume(cfg: Any, out: Path, iters: int) -> None:
     """
     from sbcb.train import run_training
     from sbcb.train.checkpoint import CheckpointManager, load_checkpoint
+    from sbcb.train.run import config_of_checkpoint
 
     latest = CheckpointManager(out).latest() if out.exists() else None
     if latest is not None:
-        step = int(load_checkpoint(latest).get("step", 0))
+        ckpt = load_checkpoint(latest)
+        _check_same_run(config_of_checkpoint(ckpt, source=str(latest)), cfg, latest)
+        step = int(ckpt.get("step", 0))
         if step >= iters:
             return
         print(f"[camvid_study] resuming {out} from iteration {step}", flush=True)
@@ -354,6 +365,19 @@ def train_or_resume(cfg: Any, out: Path, iters: int) -> None:
         outcome = run_training(cfg)
     if outcome.code != 0:
         raise RuntimeError(f"sbcb train failed in {out} (exit code {outcome.code})")
+
+
+# Keys that may differ between a run's checkpoint and the protocol without changing the result.
+NEUTRAL_KEYS = ("root", "out", "progress", "workers")
+
+
+def _check_same_run(stored: Any, cfg: Any, path: Path) -> None:
+    """Refuse to continue (or reuse) a checkpoint trained with other settings (e.g. an older protocol)."""
+    a, b = stored.flat(), cfg.flat()
+    changed = [k for k in b if k not in NEUTRAL_KEYS and a.get(k) != b[k]]
+    if changed:
+        diff = ", ".join(f"{k}: {a.get(k)} there, {b[k]} here" for k in changed)
+        raise RuntimeError(f"{path} was trained with other settings ({diff}); move that run folder away first")
 
 
 def evaluate_run(protocol: Protocol, cfg: Any, out: Path) -> dict[str, Any]:
@@ -600,7 +624,7 @@ def study_summary(protocol: Protocol, rows: Sequence[Mapping[str, Any]], model: 
     done = finished(rows)
     by_variant = {v: {s: done[(model, v, n, s)] for s in protocol.seeds if (model, v, n, s) in done}
                   for v in protocol.variants}  # fmt: skip
-    metrics = (*SEG_METRICS, "sbd_mf")
+    metrics = (*protocol.metrics, "sbd_mf")
     for v, runs in by_variant.items():
         entry: dict[str, Any] = {"n": len(runs), "seeds": sorted(runs)}
         for m in metrics:
@@ -615,7 +639,7 @@ def study_summary(protocol: Protocol, rows: Sequence[Mapping[str, Any]], model: 
             continue
         seeds = sorted(set(runs) & set(base))
         paired: dict[str, Any] = {"seeds": seeds}
-        for m in SEG_METRICS:
+        for m in protocol.metrics:
             diffs = [runs[s][m] - base[s][m] for s in seeds]
             paired[m] = {**paired_stats(diffs), "differences": diffs}
         k = len(base[seeds[0]]["iou"]) if seeds else 0
@@ -681,14 +705,18 @@ def write_report(
         if chosen is None:
             continue
         lines += ["", "### Results (mean ± sample std over seeds)", ""]
-        lines += ["| variant | n | mIoU | BF 3px | BF 5px | BF 9px | BF 12px | SBD mF |", "|" + "---|" * 8]
+        bf_cols = [f"BF {m[2:]}px" for m in protocol.metrics[1:]]
+        lines += [
+            "| " + " | ".join(["variant", "n", "mIoU", *bf_cols, "SBD mF"]) + " |",
+            "|" + "---|" * (4 + len(bf_cols)),
+        ]
         for v, e in summ["variants"].items():
-            cells = " | ".join(_ms(e.get(m)) for m in (*SEG_METRICS, "sbd_mf"))
+            cells = " | ".join(_ms(e.get(m)) for m in (*protocol.metrics, "sbd_mf"))
             lines.append(f"| {v} | {e['n']} | {cells} |")
         for v, p in summ["paired"].items():
             lines += ["", f"### Paired differences: {v} − baseline (seeds {', '.join(map(str, p['seeds']))})", ""]
             lines += ["| metric | per seed | mean | std | 95 % t-interval | verdict |", "|" + "---|" * 6]
-            for m in SEG_METRICS:
+            for m in protocol.metrics:
                 s = p[m]
                 per = ", ".join(f"{100 * d:+.2f}" for d in s["differences"])
                 ci = "—" if s["n"] < 2 else f"[{100 * s['low']:+.2f}, {100 * s['high']:+.2f}]"
@@ -702,11 +730,12 @@ def write_report(
                 mean = "—" if not s["n"] else f"{100 * s['mean']:+.2f}"
                 lines.append(f"| {name} | {mean} | {ci} | {verdict(s).split(' (')[0]} |")
             lines += ["", f"**Outcome ({v}):** ΔmIoU {verdict(p['miou'])}; ΔBF 3px {verdict(p['bf3'])}."]
-        lines += ["", "Per run:", "", "| variant | seed | mIoU | BF3 | BF5 | BF9 | BF12 | SBD mF | s/it | commit |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        lines += ["", "Per run:", ""]
+        lines += ["| " + " | ".join(["variant", "seed", "mIoU", *bf_cols, "SBD mF", "s/it", "commit"]) + " |"]
+        lines += ["|" + "---|" * (6 + len(bf_cols))]
         for r in sorted((r for r in rows if r["model"] == model and r["iters"] == chosen),
                         key=lambda r: (r["seed"], r["variant"])):  # fmt: skip
-            vals = " | ".join(_pct(r.get(m)) for m in (*SEG_METRICS, "sbd_mf"))
+            vals = " | ".join(_pct(r.get(m)) for m in (*protocol.metrics, "sbd_mf"))
             spi = "—" if r.get("sec_per_it") is None else f"{r['sec_per_it']:.2f}"
             lines.append(f"| {r['variant']} | {r['seed']} | {vals} | {spi} | {(r.get('git_commit') or '?')[:8]} |")
     pictures = _pictures(protocol, rows, summaries, results=results, runs_dir=runs_dir, root=root)
@@ -721,6 +750,7 @@ def write_report(
         "runs": len(rows),
         "summary": summaries,
         "pictures": pictures,
+        "environment": P.environment(),
         "generated_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
     }
     Path(results).mkdir(parents=True, exist_ok=True)
@@ -799,7 +829,7 @@ def _pictures(
         x = 0
         ticks = []
         for v, p in paired.items():
-            for m in SEG_METRICS:
+            for m in protocol.metrics:
                 s = p[m]
                 ax.scatter([x] * s["n"], [100 * d for d in s["differences"]], color="k", s=10, zorder=3)
                 if s["n"] > 1:
