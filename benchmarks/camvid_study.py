@@ -37,17 +37,21 @@ report uses only lines of the current hash):
   sample std and the 95 % t-interval (scipy.stats.t, n - 1 dof). "Established" only when the interval excludes 0,
   otherwise "not established at this scale" with the interval.
 
-Sizing (measured with ``plan --measure``: one `sbcb train` step, batch 8, 180x240, one thread, data loading
-included, on this 2-core machine while it was **busy** (load average 4-7 from other work): baseline 1.4 s,
-SBCB CASENet 3.9 s per step (issue 17 is making the SBCB step cheaper). Expected wall time with two runs in
-parallel, validation included, for the outcome of the schedule rule: N = 2000: 9 h, N = 4000: 19 h,
-N = 8000: 38 h, budget limit N = 16000: 68 h; on an idle machine about 0.7x that. ``plan`` prints the same
-estimate for the remaining runs from ``--step-seconds`` or a fresh measurement.
+Sizing (measured before any long run: one `sbcb train` step, batch 8, 180x240, one thread, data loading from
+disk included, on this 2-core machine while it was **busy** with other engineers' work (load average 4-7):
+baseline 1.4 s, SBCB CASENet 3.9 s per step; one validation about 45 s. A second measurement at load 11 gave
+6.6 s / 3.9 s, so the machine's load, not the model, dominates these numbers; issue 17 makes the SBCB step
+cheaper.) Expected wall time with two runs in parallel, validation included, by the outcome of the schedule rule
+(``plan --step-seconds 1.4 3.9``): N = 2000: 10 h, N = 4000: 20 h, N = 8000: 41 h, budget limit N = 16000: 69 h;
+on an idle machine about half that. ``plan`` prints the same estimate for the remaining runs (``--measure``
+measures the steps now).
 
-Presets: ``--preset cpu`` (default, the study above); ``--gpu`` (the same protocol at full resolution 360x480,
-crop 360x480, one fixed schedule of 1000 iterations, 5 seeds, CUDA, both runs on the one GPU, about 8 min of
-GPU time, results in ``camvid_study_gpu*``); ``--quick`` (tiny: quarter resolution, 64x96 crops, 4
-iterations, 2 seeds, 9 SBD thresholds; a smoke test, results in ``camvid_study_quick*``).
+Presets: ``--preset cpu`` (default, the study above). ``--gpu``: the same protocol at full resolution 360x480,
+crop 360x480, one fixed schedule of 1000 iterations, 5 seeds, CUDA, two runs sharing the one GPU with 4 loader
+workers each; estimated at about 8 min of GPU time, **not yet run on a GPU**; results in ``camvid_study_gpu*``.
+``--quick``: tiny (16 train / 8 val images at quarter resolution, 64x96 crops, 4 iterations, 2 seeds, 9 SBD
+thresholds), a smoke test;
+results in ``camvid_study_quick*``.
 
 Usage::
 
@@ -546,7 +550,7 @@ def run_study(
             running[spec.key] = _spawn(protocol, spec, root=root, runs_dir=runs_dir, results=results)
             started += 1
             can_start = max_runs is None or started < max_runs
-            print(f"[{time.strftime('%H:%M:%S')}] started {spec} (log: {spec.folder(runs_dir)}/study.log)", flush=True)
+            print(f"[{time.strftime('%H:%M:%S')}] started {spec} (log: {log_path(spec, runs_dir)})", flush=True)
         if not running:
             break
         time.sleep(2.0)
@@ -562,6 +566,11 @@ def run_study(
     return 1 if failed else 0
 
 
+def log_path(spec: RunSpec, runs_dir: Path) -> Path:
+    """A run's output log, beside its folder (a folder without a checkpoint is cleared at a fresh start)."""
+    return spec.folder(runs_dir).parent / f"seed{spec.seed}.study.log"
+
+
 def _spawn(protocol: Protocol, spec: RunSpec, *, root: str | Path, runs_dir: Path, results: Path) -> subprocess.Popen:
     out = spec.folder(runs_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -569,7 +578,7 @@ def _spawn(protocol: Protocol, spec: RunSpec, *, root: str | Path, runs_dir: Pat
            "results": str(results)}  # fmt: skip
     threads = str(protocol.threads)
     env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "HF_HUB_OFFLINE": "1"}
-    log = (out.parent / f"seed{spec.seed}.study.log").open("a")
+    log = log_path(spec, runs_dir).open("a")
     return subprocess.Popen(
         [sys.executable, str(Path(__file__).resolve()), "_job", json.dumps(job)],
         env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
@@ -960,6 +969,22 @@ def measure(protocol: Protocol, root: str | Path, iters: int = 12) -> tuple[dict
     return step, val
 
 
+QUICK_SUBSET = (16, 8)  # --quick: train / val images
+
+
+def subset_root(root: str | Path, where: Path, *, n_train: int, n_val: int) -> Path:
+    """A CamVid root holding only the first images of train and val (`--quick`): links plus list files."""
+    where.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", n_train), ("val", n_val)):
+        for folder in (split, f"{split}annot"):
+            link = where / folder
+            if not link.exists():
+                link.symlink_to(Path(root).resolve() / folder, target_is_directory=True)
+        names = sorted(p.name for p in (Path(root) / split).glob("*.png"))[:n]
+        (where / f"{split}.txt").write_text("".join(f"{split}/{x} {split}annot/{x}\n" for x in names))
+    return where
+
+
 # ------------------------------------------------------------------------------------------- CLI
 
 
@@ -977,12 +1002,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--parallel", type=int, help="runs at once (default: the preset's, 2)")
     p.add_argument("--max-runs", type=int, help="start at most this many runs in this invocation")
     p.add_argument("--inline", action="store_true", help="run here, one after the other (no child processes)")
-    p.add_argument("--runs-dir", type=Path, default=RUNS, help=f"run folders (default: {RUNS})")
+    p.add_argument("--runs-dir", type=Path, help=f"run folders (default: {RUNS}, or {RUNS}_<preset>)")
     p.add_argument("--results-dir", type=Path, default=RESULTS, help=f"results (default: {RESULTS})")
     p.add_argument("--measure", action="store_true", help="plan: measure a step of each variant now")
     p.add_argument("--step-seconds", type=float, nargs=2, metavar=("BASE", "SBCB"), default=(1.4, 3.9),
                    help="plan: seconds per step (default: the docstring's busy-machine measurement)")  # fmt: skip
-    p.add_argument("--val-seconds", type=float, default=30.0, help="plan: seconds per validation (default 30)")
+    p.add_argument("--val-seconds", type=float, default=45.0, help="plan: seconds per validation (default 45)")
     return p.parse_args(argv)
 
 
@@ -1004,6 +1029,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         changes["parallel"] = args.parallel
     protocol = dataclasses.replace(protocol, **changes)
     command = "python benchmarks/camvid_study.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    if args.runs_dir is None:
+        args.runs_dir = RUNS.parent / stem(protocol)
+    if protocol.name == "quick" and Path(args.root).is_dir():  # a smoke run: 16 train / 8 val images
+        args.root = str(subset_root(args.root, args.runs_dir / "quick_camvid", n_train=QUICK_SUBSET[0],
+                                    n_val=QUICK_SUBSET[1]))  # fmt: skip
     if args.command == "plan":
         step, val = {"baseline": args.step_seconds[0], "sbcb": args.step_seconds[1]}, args.val_seconds
         if args.measure:

@@ -131,29 +131,55 @@ def test_seed_pairing_same_init_stream_and_schedule(study, camvid, tmp_path):
 # ------------------------------------------------------------------------------------------- end to end
 
 
+@pytest.mark.slow  # 4 runs with evaluation: about 8 s of CPU
 def test_quick_end_to_end_then_report(study, camvid, tmp_path):
-    protocol = tiny(study)
     runs, results = tmp_path / "runs", tmp_path / "results"
-    assert study.run_study(protocol, root=camvid, runs_dir=runs, results=results, inline=True) == 0
+    where = ["--root", str(camvid), "--runs-dir", str(runs), "--results-dir", str(results)]
+    assert study.main(["run", "--quick", "--inline", *where]) == 0
+    protocol = study.PRESETS["quick"]
     rows = study.read_rows(study.results_file(results, protocol), protocol)
     assert sorted((r["variant"], r["seed"]) for r in rows) == [("baseline", 0), ("baseline", 1), ("casenet", 0),
                                                                 ("casenet", 1)]  # fmt: skip
     row = next(r for r in rows if r["variant"] == "casenet")
-    assert row["bf_radii_px_at_eval_size"] == [3] and len(row["iou"]) == 11 and row["sbd_mf"] is not None
-    assert len(row["per_image_bf3"]) == 2 and [p["step"] for p in row["curve"]] == [3]
+    assert row["bf_radii_px_at_eval_size"] == [3, 5, 9, 12] and len(row["iou"]) == 11 and row["sbd_mf"] is not None
+    assert len(row["per_image_bf3"]) == 2 and [p["step"] for p in row["curve"]] == [2, 4]
     assert row["git_commit"] and row["protocol_hash"] == protocol.hash()
     # the recorded metrics are those of `sbcb eval RUN/last.pt` with the study's settings
-    run_dir = runs / "lraspp" / "casenet-3it" / "seed0"
+    run_dir = runs / "lraspp" / "casenet-4it" / "seed0"
     stored = json.loads((run_dir / "eval_val" / "eval.json").read_text())
     seed0 = next(r for r in rows if r["variant"] == "casenet" and r["seed"] == 0)
-    assert seed0["miou"] == stored["miou"] and seed0["bf3"] == stored["bf3"]
+    assert seed0["miou"] == stored["miou"] and seed0["bf12"] == stored["bf12"]
 
-    doc = study.write_report(protocol, results=results, runs_dir=runs, root=camvid)
+    assert study.main(["report", "--quick", *where]) == 0
     md = (results / "camvid_study_quick.md").read_text()
     assert "Paired differences: casenet − baseline (seeds 0, 1)" in md and "95 % t-interval" in md
+    doc = json.loads((results / "camvid_study_quick.json").read_text())
     assert doc["summary"]["lraspp"]["paired"]["casenet"]["miou"]["n"] == 2
     assert set(doc["pictures"]) == {f"camvid_study_quick_{p}.png" for p in ("curves", "paired", "boundaries")}
     assert all((results / p).stat().st_size > 0 for p in doc["pictures"])
+
+
+def test_report_from_the_results_file_alone(study, tmp_path):
+    protocol = study.PRESETS["quick"]  # one fixed schedule (4 iterations), seeds 0 and 1
+    results = tmp_path / "results"
+    path = study.results_file(results, protocol)
+    for seed, base, gain in ((0, 0.30, 0.02), (1, 0.34, 0.04)):
+        for variant, miou in (("baseline", base), ("casenet", base + gain)):
+            row = {**_row(study, protocol, variant, 4, seed, miou), "iou": [miou] * 11, "sbd_mf": None,
+                   "curve": [{"step": 2, "miou": miou / 2, "bf3": 0.1}, {"step": 4, "miou": miou, "bf3": 0.2}],
+                   "per_image_bf3": [0.5, 0.6], "image_names": ["a", "b"], "git_commit": "abc"}  # fmt: skip
+            row.update({f"bf{r}": miou / 2 for r in (3, 5, 9, 12)})
+            study.append_row(path, row)
+    doc = study.write_report(protocol, results=results, runs_dir=tmp_path / "runs")
+    paired = doc["summary"]["lraspp"]["paired"]["casenet"]
+    # differences 0.02 and 0.04: mean 0.03, std sqrt(2) * 0.01 = 0.0141421; t(0.975, 1) = 12.706205;
+    # half-width 12.706205 * 0.0141421 / sqrt(2) = 0.1270620 -> [-0.0970620, 0.1570620]: not established
+    assert paired["miou"]["mean"] == pytest.approx(0.03) and paired["miou"]["low"] == pytest.approx(-0.097062, abs=1e-6)
+    assert paired["bf3"]["mean"] == pytest.approx(0.015) and not paired["miou"]["established"]
+    md = (results / "camvid_study_quick.md").read_text()
+    assert "| Δmiou | +2.00, +4.00 | +3.00 | 1.41 | [-9.71, +15.71] | not established at this scale |" in md
+    assert "**Outcome (casenet):** ΔmIoU not established at this scale (95 % CI [-9.71, +15.71] points)" in md
+    assert doc["pictures"] == ["camvid_study_quick_curves.png", "camvid_study_quick_paired.png"]  # no predictions
 
 
 class Killed(Exception):
