@@ -686,13 +686,14 @@ def write_report(
     st = stem(protocol)
     h, w = protocol.eval_size
     summaries = {m: study_summary(protocol, rows, m) for m in protocol.models}
+    n_val = len(rows[0]["per_image_bf3"]) if rows else 101
     lines = [
         f"# CamVid study ({protocol.name} preset): baseline vs SBCB, paired seeds",
         "",
         f"`{command or 'python benchmarks/camvid_study.py report'}` — regenerated from "
         f"`{results_file(results, protocol).name}` ({len(rows)} finished runs of protocol `{protocol.hash()}`).",
         "",
-        f"CamVid train -> val (101 images) at **{h}x{w}**; boundary F radii 3/5/9/12 px are pixels of the {h}x{w} "
+        f"CamVid train -> val ({n_val} images) at **{h}x{w}**; boundary F radii 3/5/9/12 px are pixels of the {h}x{w} "
         f"image ({', '.join(f'{r / protocol.image_scale:g}' for r in protocol.eval_radii)} px at 360x480). "
         "Final checkpoints (`last.pt`) evaluated as `sbcb eval RUN/last.pt --dataset camvid --root DIR --split val`. "
         "Percent; differences in points.",
