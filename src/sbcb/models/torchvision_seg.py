@@ -1,7 +1,7 @@
 """torchvision segmentation models under plain ``--arch`` names (built without any weights: nothing downloads).
 
 Registered so that a checkpoint names an sbcb model rather than a ``module:function`` path: ``--arch
-lraspp_mobilenet_v3_large`` is torchvision's LRASPP on a dilated MobileNetV3-Large (the paper's light model, Tab. 16),
+lraspp_mobilenet_v3_large`` is torchvision's LRASPP on a dilated MobileNetV3-Large (the paper's light model, Tab. 11),
 randomly initialised. Its ``{"out": logits}`` output is handled by `sbcb.segmentor.Segmentor` and the wrapper.
 """
 
