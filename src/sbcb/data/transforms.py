@@ -30,6 +30,7 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "Compose",
+    "Rescale",
     "RandomScale",
     "RandomCrop",
     "RandomHorizontalFlip",
@@ -104,6 +105,36 @@ def _resize_nearest(x: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
     rows = cv2.resize(np.arange(x.shape[0], dtype=np.int32)[:, None], (1, size_wh[1]), interpolation=cv2.INTER_NEAREST)
     cols = cv2.resize(np.arange(x.shape[1], dtype=np.int32)[None], (size_wh[0], 1), interpolation=cv2.INTER_NEAREST)
     return x[rows[:, 0][:, None], cols[0][None, :]]
+
+
+class Rescale:
+    """Resize by a fixed factor (area-averaged image, nearest label/instance): e.g. 0.5 = half resolution.
+
+    Applied before everything else, it sets the scale at which a dataset is trained and evaluated, so boundary
+    radii and metric radii are in pixels of the rescaled image.
+
+    Args:
+        factor: Size multiplier (> 0); output size is ``round(H * factor), round(W * factor)``.
+    """
+
+    def __init__(self, factor: float) -> None:
+        if not factor > 0:
+            raise ValueError(f"rescale factor must be > 0, got {factor}")
+        self.factor = float(factor)
+
+    def __call__(self, image: np.ndarray, label: np.ndarray, instance: np.ndarray | None = None) -> Sample:
+        _check(image, label, instance)
+        h, w = label.shape
+        size_wh = (max(1, int(round(w * self.factor))), max(1, int(round(h * self.factor))))
+        # area averaging when shrinking (no aliasing of thin structures), bilinear when enlarging
+        interpolation = cv2.INTER_AREA if self.factor < 1 else cv2.INTER_LINEAR
+        image = cv2.resize(image, size_wh, interpolation=interpolation)
+        label = _resize_nearest(label, size_wh)
+        instance = None if instance is None else _resize_nearest(instance, size_wh)
+        return image, label, instance
+
+    def __repr__(self) -> str:
+        return f"Rescale({self.factor})"
 
 
 class RandomScale(_Random):

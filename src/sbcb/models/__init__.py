@@ -321,15 +321,16 @@ def strip_model(model: nn.Module) -> nn.Module:
     return strip() if callable(strip) else model
 
 
-# sbcb's own models register themselves on import (torch only; BiSeNetV1 imports timm inside its factory)
-import sbcb.models.bisenetv1  # noqa: E402, F401
-import sbcb.models.bisenetv2  # noqa: E402, F401
-import sbcb.models.stdc  # noqa: E402, F401
-# sbcb's own encoder-decoder models (paper Tab. 11/12); importing registers them. timm is imported only when built.
+# sbcb's own models register themselves on import (torch only; timm and torchvision are imported inside factories):
+# BiSeNetV1/V2 and STDC (paper Tab. 16), the encoder-decoder heads (Tab. 11/12), torchvision's LRASPP by name.
 from sbcb.models import ann as _ann  # noqa: E402, F401
+from sbcb.models import bisenetv1 as _bisenetv1  # noqa: E402, F401
+from sbcb.models import bisenetv2 as _bisenetv2  # noqa: E402, F401
 from sbcb.models import ccnet as _ccnet  # noqa: E402, F401
 from sbcb.models import denseaspp as _denseaspp  # noqa: E402, F401
 from sbcb.models import dnlnet as _dnlnet  # noqa: E402, F401
 from sbcb.models import fcn as _fcn  # noqa: E402, F401
 from sbcb.models import gcnet as _gcnet  # noqa: E402, F401
 from sbcb.models import ocr as _ocr  # noqa: E402, F401
+from sbcb.models import stdc as _stdc  # noqa: E402, F401
+from sbcb.models import torchvision_seg as _torchvision_seg  # noqa: E402, F401

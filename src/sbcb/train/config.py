@@ -122,6 +122,10 @@ class DataConfig:
     radius: float = field(
         default=2.0, metadata=_opt("boundary GT radius in px: the transforms' and the SBD loss's (one value)")
     )
+    image_scale: float = field(
+        default=1.0,
+        metadata=_opt("fixed rescale of every train and val image before the transforms (0.5 = half resolution)"),
+    )
 
     def __post_init__(self) -> None:
         if self.radius <= 0:
@@ -130,6 +134,8 @@ class DataConfig:
             raise ConfigError(f"crop must be >= 1 pixel each, got {' '.join(map(str, self.crop))}")
         if self.num_samples < 1 or self.val_samples < 1:
             raise ConfigError(f"num_samples and val_samples must be >= 1, got {self.num_samples}, {self.val_samples}")
+        if not self.image_scale > 0:
+            raise ConfigError(f"image_scale must be > 0, got {self.image_scale}")
 
 
 @dataclass

@@ -89,17 +89,21 @@ def build_datasets(cfg: Config, *, train: bool = True, val_boundaries: bool | No
     """(train set, val set or None, DatasetInfo) with the library's transforms applied.
 
     Boundary GT is made with ``cfg.data.radius``. Validation samples carry boundary GT (for the SBD metric) when
-    ``val_boundaries`` (default: the model has a head).
+    ``val_boundaries`` (default: the model has a head). With ``cfg.data.image_scale`` != 1 every image (train and
+    val) is first rescaled by it, so training, validation and `sbcb eval` all work at that resolution.
 
     Raises:
         ConfigError: A missing ``root`` or a dataset that can't be opened.
     """
     from sbcb.data.loader import TransformedDataset
     from sbcb.data.registry import build_dataset
-    from sbcb.data.transforms import build_eval_transform, build_train_transform
+    from sbcb.data.transforms import Compose, Rescale, build_eval_transform, build_train_transform
     from sbcb.data.validation import DataError
 
     data = cfg.data
+
+    def at_scale(transform: Any) -> Any:
+        return transform if data.image_scale == 1.0 else Compose([Rescale(data.image_scale), transform])
 
     def raw(split: str, n: int) -> Any:
         opts: dict[str, Any] = {}
@@ -129,14 +133,14 @@ def build_datasets(cfg: Config, *, train: bool = True, val_boundaries: bool | No
             radius=data.radius,
             ignore_index=info.ignore_index,
         )
-        train_set = TransformedDataset(train_raw, transform)
+        train_set = TransformedDataset(train_raw, at_scale(transform))
     if val_raw is not None:
         if val_boundaries is None:
             val_boundaries = cfg.model.has_sbd_head
         transform = build_eval_transform(
             info.num_classes, radius=data.radius, ignore_index=info.ignore_index, boundaries=val_boundaries
         )
-        val_set = TransformedDataset(val_raw, transform)
+        val_set = TransformedDataset(val_raw, at_scale(transform))
     return train_set, val_set, info
 
 
