@@ -34,6 +34,8 @@ if TYPE_CHECKING:  # the names for type checkers and IDEs; at run time `__getatt
     from sbcb.heads import CASENetHead as CASENetHead
     from sbcb.heads import DDSHead as DDSHead
     from sbcb.heads import DFFHead as DFFHead
+    from sbcb.pretrained import from_pretrained as from_pretrained
+    from sbcb.pretrained import save_pretrained as save_pretrained
     from sbcb.segmentor import Segmentor as Segmentor
     from sbcb.wrapper import SBCB as SBCB
 

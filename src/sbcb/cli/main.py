@@ -74,7 +74,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def one_line(message: str) -> str:
     """A possibly multi-line message (a list of data problems) as one line."""
-    lines = [line.strip().removeprefix("- ") for line in message.strip().strip("'\"").splitlines()]
+    message = message.strip()
+    if len(message) >= 2 and message[0] == message[-1] and message[0] in "'\"":  # str(KeyError) quotes its text
+        message = message[1:-1]
+    lines = [line.strip().removeprefix("- ") for line in message.splitlines()]
     return "; ".join(line for line in lines if line)
 
 

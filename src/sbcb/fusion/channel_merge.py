@@ -43,7 +43,7 @@ from sbcb.fusion.common import (
     probe_shape,
 )
 from sbcb.heads.side_layers import fuse_sliced, init_weights
-from sbcb.models.layers import ConvNormAct
+from sbcb.layers import ConvNormAct
 
 # The SBD outputs are CASENet's (`sbcb.heads.CASENetHead.loss_plan`): the multi-label loss on both.
 CASENET_PLAN = {"fuse": "multilabel", "last": "multilabel"}

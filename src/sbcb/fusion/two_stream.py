@@ -27,7 +27,7 @@ from sbcb.contract import TrainOutput
 from sbcb.fusion.common import arch_of, boundary_targets, encoder_sides, finish, output_size
 from sbcb.heads.casenet import CASENetHead
 from sbcb.heads.side_layers import init_weights
-from sbcb.models.layers import ConvNormAct
+from sbcb.layers import ConvNormAct
 
 EDGE_INPUTS = ("sigmoid", "logits")
 

@@ -15,7 +15,7 @@ from sbcb.heads.side_layers import (
     init_weights,
     make_side_layers,
 )
-from sbcb.models.layers import LayerFactory
+from sbcb.layers import LayerFactory
 
 
 class CASENetHead(nn.Module):

@@ -16,7 +16,7 @@ from sbcb.heads.side_layers import (
     init_weights,
     make_side_layers,
 )
-from sbcb.models.layers import LayerFactory
+from sbcb.layers import LayerFactory
 
 
 class DDSHead(nn.Module):

@@ -16,7 +16,7 @@ from sbcb.heads.side_layers import (
     make_side_layer,
     make_side_layers,
 )
-from sbcb.models.layers import LayerFactory, create_act_layer, get_norm_layer
+from sbcb.layers import LayerFactory, create_act_layer, get_norm_layer
 
 
 class AdaptiveWeightLearner(nn.Module):

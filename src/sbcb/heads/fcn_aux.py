@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from sbcb.models.layers import LayerFactory, create_act_layer, get_norm_layer
+from sbcb.layers import LayerFactory, create_act_layer, get_norm_layer
 
 
 class FCNAuxHead(nn.Module):

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sbcb.models.layers import LayerFactory, create_act_layer, get_norm_layer
+from sbcb.layers import LayerFactory, create_act_layer, get_norm_layer
 
 SIDE_LAYERS = ("sbcb", "original")
 INITS = ("kaiming", "normal")

@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # the names for type checkers and IDEs; at run time `__getatt
     from sbcb.metrics.boundary_f import boundary_fscore as boundary_fscore
     from sbcb.metrics.boundary_f import boundary_fscores as boundary_fscores
     from sbcb.metrics.boundary_f import seg2bmap as seg2bmap
+    from sbcb.metrics.boundary_iou import BoundaryIoU as BoundaryIoU
     from sbcb.metrics.matching import match_count as match_count
     from sbcb.metrics.miou import MeanIoU as MeanIoU
     from sbcb.metrics.miou import confusion_matrix as confusion_matrix

@@ -22,7 +22,6 @@ from typing import Any
 
 from torch import nn
 
-from sbcb.models import gscnn as _gscnn  # noqa: F401, E402 (registers "gscnn")
 from sbcb.models.registry import MODELS, list_models, register_model
 
 BACKBONE_TRICKS = ("none", "hed", "seg")
@@ -322,7 +321,7 @@ def strip_model(model: nn.Module) -> nn.Module:
 
 
 # sbcb's own models register themselves on import (torch only; timm and torchvision are imported inside factories):
-# BiSeNetV1/V2 and STDC (paper Tab. 16), the encoder-decoder heads (Tab. 11/12), torchvision's LRASPP by name.
+# BiSeNetV1/V2 and STDC (paper Tab. 16), the encoder-decoder heads (Tab. 11/12), GSCNN (Tab. 6), torchvision's LRASPP.
 from sbcb.models import ann as _ann  # noqa: E402, F401
 from sbcb.models import bisenetv1 as _bisenetv1  # noqa: E402, F401
 from sbcb.models import bisenetv2 as _bisenetv2  # noqa: E402, F401
@@ -331,6 +330,7 @@ from sbcb.models import denseaspp as _denseaspp  # noqa: E402, F401
 from sbcb.models import dnlnet as _dnlnet  # noqa: E402, F401
 from sbcb.models import fcn as _fcn  # noqa: E402, F401
 from sbcb.models import gcnet as _gcnet  # noqa: E402, F401
+from sbcb.models import gscnn as _gscnn  # noqa: E402, F401
 from sbcb.models import ocr as _ocr  # noqa: E402, F401
 from sbcb.models import stdc as _stdc  # noqa: E402, F401
 from sbcb.models import torchvision_seg as _torchvision_seg  # noqa: E402, F401

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from sbcb.models.layers import ConvNormAct, LayerFactory, get_act_layer
+from sbcb.layers import ConvNormAct, LayerFactory, get_act_layer
 
 
 class AttentionRefinement(nn.Module):

@@ -25,8 +25,8 @@ from torch import Tensor, nn
 
 from sbcb.contract import TrainOutput
 from sbcb.features import FeatureInfo
+from sbcb.layers import ConvNormAct, LayerFactory
 from sbcb.models.attention_fusion import AttentionRefinement, FeatureFusion
-from sbcb.models.layers import ConvNormAct, LayerFactory
 from sbcb.models.registry import register_model
 from sbcb.models.seg_head import SegHead, seg_cross_entropy, upsample_to
 

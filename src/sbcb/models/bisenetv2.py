@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from sbcb.contract import TrainOutput
 from sbcb.features import FeatureInfo
-from sbcb.models.layers import ConvNormAct, LayerFactory, get_act_layer, get_norm_layer
+from sbcb.layers import ConvNormAct, LayerFactory, get_act_layer, get_norm_layer
 from sbcb.models.registry import register_model
 from sbcb.models.seg_head import SegHead, seg_cross_entropy, upsample_to
 

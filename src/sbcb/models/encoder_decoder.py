@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from sbcb.contract import TrainOutput
 from sbcb.features import FeatureInfo
-from sbcb.models.layers import ConvNormAct
+from sbcb.layers import ConvNormAct
 
 # -- encoder ---------------------------------------------------------------------------------------------------------
 

@@ -60,8 +60,8 @@ from torch import Tensor, nn
 from sbcb.contract import TrainOutput
 from sbcb.features import FeatureInfo, default_sides
 from sbcb.heads.side_layers import BasicBlock
+from sbcb.layers import ConvNormAct
 from sbcb.models.canny import IMAGENET_MEAN, IMAGENET_STD, cv2_canny, torch_canny
-from sbcb.models.layers import ConvNormAct
 from sbcb.models.registry import register_model
 
 SHAPE_STREAMS = ("binary", "sbd")

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sbcb.layers import ConvNormAct
 from sbcb.models.encoder_decoder import EncoderDecoder, FCNHead, build_encoder, decode_inputs
-from sbcb.models.layers import ConvNormAct
 from sbcb.models.registry import register_model
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sbcb.models.layers import ConvNormAct, LayerFactory
+from sbcb.layers import ConvNormAct, LayerFactory
 
 
 class SegHead(nn.Module):

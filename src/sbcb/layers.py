@@ -1,4 +1,4 @@
-"""Small layers shared by sbcb's own segmentation models, with timm-style `norm_layer` / `act_layer` arguments."""
+"""Small layers shared by the SBD heads and sbcb's own models, with timm-style `norm_layer` / `act_layer` arguments."""
 
 from __future__ import annotations
 
