@@ -128,7 +128,7 @@ def test_loading_never_imports_code_named_in_the_config(tmp_path, monkeypatch):
     ("kwargs", "message"),
     [
         ({**KWARGS, "factory_kwargs": {"encoder_weights": "imagenet"}}, "download"),
-        ({**KWARGS, "colour": "red"}, "unknown build_model option"),
+        ({**KWARGS, "colour": "red"}, "unknown model option"),
         ({**KWARGS, "arch": "no_such_arch"}, "unknown arch"),
         ({k: v for k, v in KWARGS.items() if k != "num_classes"}, "num_classes"),
     ],

@@ -14,7 +14,7 @@ method of `sbcb.Segmentor`: the wrapper holds a user model it cannot rebuild, mo
 the core stays free of safetensors and the model builder.
 
 Loading never runs code from the folder and never reaches the network: `config.json` is parsed as JSON, and its
-build kwargs must pass `check_model_kwargs`, the one allow-list (known keys; an smp architecture or a model
+build kwargs must pass `check_model_kwargs` (which is `sbcb.models.check_allowed`, the allow-list checkpoints use) (known keys; an smp architecture or a model
 registered with `sbcb.models.register_model`, never a ``"module:function"`` factory path; no option that downloads
 weights) before `sbcb.models.build_model` sees them. The weights are read with safetensors, which holds tensors only.
 
@@ -26,7 +26,6 @@ Example:
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import os
@@ -44,7 +43,6 @@ CARD_NAME = "README.md"
 FORMAT = 1
 BUILDER = "sbcb.models.build_model"
 # smp / timm options that fetch weights from the network; a shared config must not set them.
-_DOWNLOAD_OPTIONS = ("encoder_weights", "pretrained", "weights", "weights_backbone", "pretrained_cfg_overlay")
 
 __all__ = ["build_kwargs", "check_model_kwargs", "from_pretrained", "push_to_hub", "read_config", "save_pretrained"]
 
@@ -77,38 +75,21 @@ def check_model_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
             shared folder must not name code to import), an option that would download weights, or a value that
             is not plain JSON.
     """
-    from sbcb.models import MODELS, SMP_ARCHS, build_model
+    from sbcb.models import check_allowed
 
     if not isinstance(kwargs, Mapping):
         raise ValueError(f"model kwargs must be a JSON object, got {type(kwargs).__name__}")
-    allowed = set(inspect.signature(build_model).parameters)
-    unknown = sorted(set(kwargs) - allowed)
-    if unknown:
-        raise ValueError(f"unknown build_model option(s) {unknown}; allowed: {sorted(allowed)}")
     if "num_classes" not in kwargs:
         raise ValueError("model kwargs lack num_classes")
-    arch = kwargs.get("arch", "deeplabv3plus")
-    if not isinstance(arch, str) or ":" in arch:
-        raise ValueError(
-            f"arch {arch!r}: a shared model must use an smp architecture or a model registered with "
-            "sbcb.models.register_model, not a 'module:function' path (loading never imports code named in a file)"
-        )
-    if arch.lower() not in MODELS and arch.lower().replace("-", "").replace("_", "") not in SMP_ARCHS:
-        raise ValueError(
-            f"unknown arch {arch!r}; known: {', '.join(SMP_ARCHS)} (smp) and {', '.join(sorted(MODELS)) or 'none'} "
-            "(registered; import the package that registers it before loading)"
-        )
-    factory = kwargs.get("factory_kwargs") or {}
-    if not isinstance(factory, Mapping):
-        raise ValueError(f"factory_kwargs must be a JSON object, got {type(factory).__name__}")
-    for key in _DOWNLOAD_OPTIONS:
-        if factory.get(key) not in (None, False):
-            raise ValueError(f"factory_kwargs[{key!r}] = {factory[key]!r} would download weights; remove it")
-    try:
-        plain = json.loads(json.dumps(dict(kwargs), allow_nan=False))
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"model kwargs must be plain JSON (numbers, strings, lists, objects): {e}") from None
-    return plain
+    try:  # the same allow-list as checkpoint loading; a shared folder never gets the custom-factory opt-in
+        return check_allowed(kwargs, allow_custom=False)
+    except ValueError as e:
+        if ":" in str(kwargs.get("arch", "")):
+            raise ValueError(
+                f"arch {kwargs['arch']!r}: a shared model must use an smp architecture or a model registered with "
+                "sbcb.models.register_model, not a 'module:function' path (loading never imports code named in a file)"
+            ) from None
+        raise e from None
 
 
 # --------------------------------------------------------------------------------------------------- saving

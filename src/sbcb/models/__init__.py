@@ -44,7 +44,14 @@ SMP_ARCHS = {
 
 
 # Builder options that fetch weights (or code) from the network; never accepted from a file.
-DOWNLOAD_OPTIONS = ("encoder_weights", "pretrained", "weights", "weights_backbone", "pretrained_backbone")
+DOWNLOAD_OPTIONS = (
+    "encoder_weights",
+    "pretrained",
+    "weights",
+    "weights_backbone",
+    "pretrained_backbone",
+    "pretrained_cfg_overlay",
+)
 # Encoder names are plain identifiers: no "hf-hub:" / "hf_hub:" prefixes or "org/repo" paths that timm would fetch.
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
