@@ -16,7 +16,8 @@ the core stays free of safetensors and the model builder.
 Loading never runs code from the folder and never reaches the network: `config.json` is parsed as JSON, and its
 build kwargs must pass `check_model_kwargs` (the checkpoint allow-list, `sbcb.models.check_allowed`: known keys; an
 smp architecture or a model registered with `sbcb.models.register_model`, never a ``"module:function"`` factory
-path; no option that downloads weights) before `sbcb.models.build_model` sees them. The weights are read with safetensors, which holds tensors only.
+path; no option that downloads weights) before `sbcb.models.build_model` sees them. The weights are read with
+safetensors, which holds tensors only.
 
 Example:
     >>> save_pretrained(net, "out/my-model", config=cfg, metrics={"miou": 0.71})   # cfg: the run's Config
