@@ -56,8 +56,7 @@ def run(args: argparse.Namespace) -> int:
             return 0
     size = args.size
     if size is None:
-        crop = (ckpt.get("config") or {}).get("crop") or [256, 512]
-        size = [max(32, int(c) // 32 * 32) for c in crop]
+        size = default_size(ckpt)
     if size[0] % 32 or size[1] % 32:
         raise UserError(f"--size {size[0]} {size[1]}: use multiples of 32 (the model's output stride)")
     try:
@@ -128,3 +127,9 @@ def _save_pretrained(path: Path, ckpt: dict, directory: Path) -> Path:
         )
     except (ImportError, ValueError) as e:
         raise UserError(str(e)) from None
+
+
+def default_size(ckpt: dict) -> list[int]:
+    """The export sample size [H, W]: the run's training crop rounded down to multiples of 32 (256×512 without one)."""
+    crop = ((ckpt.get("config") or {}).get("data") or {}).get("crop") or [256, 512]
+    return [max(32, int(c) // 32 * 32) for c in crop]
