@@ -31,7 +31,9 @@ class FeatureInfo:
         num_chs: Channels C of the NCHW feature (after `concat_branches`; 0 = not measured yet).
         reduction: Input size / feature size (the stride), e.g. 2 for the ResNet stem (0 = not measured yet).
         module: Dotted name of the submodule whose forward output carries the feature (`""` = the model itself).
-        index: Entry of that output to take when it is a list, tuple or dict; `None` = the output itself.
+        index: Entry of that output to take when it is a list, tuple, dict or `ModelOutput`; `None` = the output
+            itself; a tuple (or JSON list) is a path into nested outputs, e.g. `("feature_maps", 2)` for a
+            transformers `BackboneOutput` or `(0, 3)` for smp's ViT encoder `(features, prefix_tokens)`.
         channels_last: The tensor is NHWC (e.g. timm Swin stages) and is permuted to NCHW. `None` = not declared:
             the probe decides from the shape (NHWC when the last dimension, not the second, equals `num_chs`).
         concat_branches: The output is a list of multi-resolution branches (HRNet stages): every branch is
@@ -45,11 +47,34 @@ class FeatureInfo:
     channels_last: bool | None = None
     concat_branches: bool = False
 
+    def __post_init__(self) -> None:
+        if isinstance(self.index, list):  # a path read back from a JSON config
+            object.__setattr__(self, "index", tuple(self.index))
+
     @property
     def name(self) -> str:
-        """Readable label, e.g. `"layer1"` or `"encoder[2]"`."""
+        """Readable label, e.g. `"layer1"`, `"encoder[2]"` or `"backbone[feature_maps][2]"`."""
         base = self.module or "<model>"
-        return base if self.index is None else f"{base}[{self.index}]"
+        if self.index is None:
+            return base
+        path = self.index if isinstance(self.index, tuple) else (self.index,)
+        return base + "".join(f"[{k}]" for k in path)
+
+
+def take_entry(output: Any, index: Any) -> Any:
+    """`output[index]`, following a tuple `index` as a path; errors name what was found instead.
+
+    Raises:
+        TypeError: an entry is taken from something that is not a list, tuple, dict or `ModelOutput`.
+    """
+    path = index if isinstance(index, tuple) else (index,)
+    value = output
+    for key in path:
+        # transformers' ModelOutput is an OrderedDict; dict covers it without importing transformers
+        if not isinstance(value, (list, tuple, dict)):
+            raise TypeError(f"module output is {type(value).__name__}, cannot take entry {key!r} (path {index!r})")
+        value = value[key]
+    return value
 
 
 def feature_to_nchw(output: Any, info: FeatureInfo) -> torch.Tensor:
@@ -67,11 +92,10 @@ def feature_to_nchw(output: Any, info: FeatureInfo) -> torch.Tensor:
     """
     value = output
     if info.index is not None:
-        if not isinstance(value, (list, tuple, dict)):
-            raise TypeError(
-                f"tap {info.name}: module output is {type(value).__name__}, cannot take entry {info.index!r}"
-            )
-        value = value[info.index]
+        try:
+            value = take_entry(value, info.index)
+        except TypeError as e:
+            raise TypeError(f"tap {info.name}: {e}") from None
     if info.concat_branches:
         if not isinstance(value, (list, tuple)) or not all(isinstance(t, torch.Tensor) for t in value):
             raise TypeError(f"tap {info.name}: concat_branches needs a list of tensors, got {type(value).__name__}")
@@ -227,7 +251,7 @@ def probe_features(
     result = []
     for info, out in zip(infos, raw):
         if info.index is not None and isinstance(out, (list, tuple, dict)):
-            out = out[info.index]
+            out = take_entry(out, info.index)
         # a list of maps (an HRNet stage's branches) is resized to its first branch and concatenated
         concat = info.concat_branches or (
             isinstance(out, (list, tuple)) and len(out) > 0 and all(isinstance(t, torch.Tensor) for t in out)
@@ -279,3 +303,42 @@ def default_sides(levels: Sequence[FeatureInfo], *, all_levels: bool = False) ->
     if all_levels or len(levels) != 5:
         return levels
     return levels[:3] + levels[4:]
+
+
+def check_sides_order(infos: Sequence[FeatureInfo]) -> None:
+    """Check that measured sides run from the highest resolution to the deepest (semantic) one.
+
+    Raises `ValueError` when a side has a smaller stride than the one before it (e.g. sides given in reverse order),
+    and warns when every side has the same stride (a plain ViT: one resolution, so the SBD head cannot use the
+    paper's multi-scale sides; see docs/models.md, "ViT-style backbones"). HRNet's sides, all at 1/4 by design
+    (branches resize-concatenated), are not warned about.
+
+    Args:
+        infos: Measured sides (`reduction` > 0), in the order the head receives them.
+    """
+    strides = [info.reduction for info in infos]
+    for i in range(1, len(strides)):
+        if strides[i] < strides[i - 1]:
+            order = ", ".join(f"{info.name} 1/{info.reduction}" for info in infos)
+            raise ValueError(
+                f"sides must go from the highest resolution to the deepest (semantic) side, got {order}; "
+                "reorder `sides` (e.g. reverse the list)"
+            )
+    if len(set(strides)) == 1 and len(strides) > 1 and not any(info.concat_branches for info in infos):
+        warnings.warn(
+            f"every SBD side has the same stride 1/{strides[0]} ({', '.join(info.name for info in infos)}): a "
+            "single-scale (ViT-style) backbone gives the boundary head no high-resolution side. Tap a multi-scale "
+            "neck instead (DPT's reassemble layers) or use a hierarchical backbone; see docs/models.md, "
+            "'ViT-style backbones'.",
+            stacklevel=2,
+        )
+
+
+def describe_sides(infos: Sequence[FeatureInfo], *, source: str = "") -> str:
+    """One readable line naming the chosen sides, e.g. for a log.
+
+    Example: `"sbcb sides (generic probe): 0.relu 16ch@1/2, 3 32ch@1/4, 6 64ch@1/8 | semantic: 9 128ch@1/16"`.
+    """
+    parts = [f"{info.name} {info.num_chs}ch@1/{info.reduction}" for info in infos]
+    head = f"sbcb sides ({source})" if source else "sbcb sides"
+    return f"{head}: {', '.join(parts[:-1])} | semantic: {parts[-1]}; override with sides=[...]"

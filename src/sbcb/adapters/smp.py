@@ -4,10 +4,18 @@
 (MiT, `tu-convnext_*`) put a 0-channel placeholder there. Both are dropped: entry i is a level with stride 2**i capped
 at the encoder's output stride (confirmed by the probe). For `tu-hrnet_*` encoders the HRNet rule of the timm
 adapter applies to the wrapped timm network.
+
+smp's ViT encoder (`TimmViTEncoder`, used by smp DPT) returns `(features, prefix_tokens)`, every feature at the
+patch stride (1/16). In a DPT model the sides are the decoder's reassemble blocks instead (DPT's own multi-scale
+taps, 1/4 .. 1/32; docs/models.md, ViT-style backbones); a bare ViT encoder gives its 1/16 features, entries
+`(0, i)`, and the single-stride warning. Models built with `aux_params` return `(mask, label)`: `mask_output`.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+import torch
 from torch import nn
 
 from sbcb.adapters.timm import _is_hrnet, timm_levels
@@ -21,6 +29,20 @@ def _encoder(module: nn.Module) -> tuple[str, nn.Module] | None:
     if encoder is not None and isinstance(getattr(encoder, "out_channels", None), (list, tuple)):
         return "encoder", encoder
     return None
+
+
+def has_classification_head(model: nn.Module) -> bool:
+    """True for an smp model built with `aux_params` (its forward returns `(mask, label)`)."""
+    return getattr(model, "classification_head", None) is not None
+
+
+def mask_output(output: Any) -> torch.Tensor:
+    """The mask logits [B, K, H, W] of an smp model with `aux_params` (`(mask, label)` output)."""
+    return output[0]
+
+
+def _is_vit_encoder(encoder: nn.Module) -> bool:
+    return hasattr(encoder, "has_prefix_tokens")
 
 
 def is_smp_model(module: nn.Module) -> bool:
@@ -41,6 +63,16 @@ def smp_levels(module: nn.Module, *, prefix: str = "", hrnet_stem: str = "1/4") 
         raise ValueError(f"{type(module).__name__} is not an smp model or encoder")
     name, encoder = found
     enc_name = f"{prefix}.{name}" if prefix and name else prefix or name
+    reassemble = getattr(getattr(module, "decoder", None), "reassemble_blocks", None)
+    if _is_vit_encoder(encoder) and isinstance(reassemble, nn.ModuleList):
+        base = f"{prefix}.decoder.reassemble_blocks" if prefix else "decoder.reassemble_blocks"
+        return [FeatureInfo(0, 0, f"{base}.{i}", channels_last=False) for i in range(len(reassemble))]
+    if _is_vit_encoder(encoder):
+        # (features, prefix_tokens): entry (0, i) is the i-th feature map, all at the patch stride
+        return [
+            FeatureInfo(int(c), 0, enc_name, index=(0, i), channels_last=False)
+            for i, c in enumerate(encoder.out_channels)
+        ]
     inner = getattr(encoder, "model", None)
     if isinstance(inner, nn.Module) and _is_hrnet(inner):
         return timm_levels(inner, prefix=f"{enc_name}.model" if enc_name else "model", hrnet_stem=hrnet_stem)
