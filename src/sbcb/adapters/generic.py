@@ -112,6 +112,8 @@ def record_modules(model: nn.Module, *, input_size: tuple[int, int], in_chans: i
     learned: dict[str, bool] = {}
     seen_params = [False]
     owns_params = {n: any(True for _ in m.parameters(recurse=False)) for n, m in model.named_modules()}
+    # dropout and identities pass a map through: tapping them would read dropped-out (or duplicate) features
+    passthrough = {n for n, m in model.named_modules() if isinstance(m, (nn.Identity, nn.modules.dropout._DropoutNd))}
 
     def make_hook(name: str) -> Callable[..., None]:
         def hook(module: nn.Module, args: Any, output: Any) -> None:
@@ -125,7 +127,7 @@ def record_modules(model: nn.Module, *, input_size: tuple[int, int], in_chans: i
         return hook
 
     modes = {m: m.training for m in model.modules()}
-    handles = [m.register_forward_hook(make_hook(n)) for n, m in model.named_modules() if n]
+    handles = [m.register_forward_hook(make_hook(n)) for n, m in model.named_modules() if n and n not in passthrough]
     try:
         model.eval()
         output = model(torch.randn(1, in_chans, *input_size, device=device, dtype=dtype))
