@@ -12,8 +12,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "export",
         help="strip the SBD head and export ONNX / TorchScript (checked in onnxruntime)",
         description="Strip the SBD head from a checkpoint and export the plain segmentor (the baseline's exact "
-        "parameters). ONNX has dynamic batch, height and width; each export is compared with the stripped PyTorch "
-        "model on a random sample and on a second shape, and the max absolute difference is printed.",
+        "parameters). ONNX has a dynamic batch, and dynamic height and width where the model allows it (found by "
+        "trying; otherwise they are fixed at --size, and the output says why); each export is compared with the "
+        "stripped PyTorch model on shapes the model takes, and the max absolute difference is printed.",
     )
     p.add_argument("checkpoint", type=Path, metavar="CKPT", help="checkpoint from `sbcb train`")
     p.add_argument("--onnx", type=Path, metavar="OUT.onnx", help="write ONNX here")
@@ -69,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
             opset=args.opset,
             check=not args.no_check,
             allow_custom=args.allow_custom_arch,
+            tolerance=args.tolerance,
         )
     except (ImportError, ValueError) as e:
         raise UserError(str(e)) from None
@@ -85,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         if path is not None:
             print(f"wrote {label}: {path}")
     if report.onnx is not None:
+        print(f"ONNX input size: {report.onnx_note}")
         print(f"ONNX nodes from the SBD/aux heads: {report.onnx_head_nodes}")
     worst = 0.0
     for key, diff in report.max_abs_diff.items():
