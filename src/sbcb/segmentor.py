@@ -1,7 +1,7 @@
 """`Segmentor`: the call contract every trainable sbcb model follows, here for a plain (baseline) segmentation model.
 
-- ``net(images)`` -> segmentation logits ``[B, K, H', W']``, in train *and* eval mode: exactly what the wrapped model
-  (the deployable, stripped model) returns.
+- ``net(images)`` -> segmentation logits ``[B, K, H', W']``, in train *and* eval mode: exactly the logits the wrapped
+  model (the deployable, stripped model) returns (transformers' resized to the input, see below).
 - ``net(images, masks)`` (optionally ``boundaries=`` precomputed bands, ``instances=`` instance ids) -> a flat
   ``dict[str, Tensor]`` of named, already weighted scalar float32 losses; sum its values to train. Everything runs
   inside ``forward``, so `torch.nn.parallel.DistributedDataParallel(net)` needs nothing special.
@@ -9,12 +9,21 @@
 - ``net.strip()`` -> the wrapped model object itself.
 
 The baseline's losses are ``loss_seg`` (cross-entropy) plus the wrapped model's own auxiliary losses when it
-implements `sbcb.contract.HasAuxiliaryHeads`. `sbcb.SBCB` extends this class with the SBD head's terms.
+implements `sbcb.contract.HasAuxiliaryHeads`, or ``loss_aux`` for a torchvision model built with ``aux_loss=True``
+(weight 0.5, torchvision's recipe; training it is also what lets DistributedDataParallel run without
+``find_unused_parameters``). `sbcb.SBCB` extends this class with the SBD head's terms.
+
+Model outputs (`sbcb.adapters.outputs.select_output`): a logits tensor, torchvision's ``{"out": ...}``, a
+``{"logits": ...}`` dict or transformers ``ModelOutput``, or a tuple/list with ``output=`` naming the entry (smp's
+``aux_params`` ``(mask, label)`` is picked by default). transformers logits, which the models produce below the input
+resolution (Segformer 1/4), are resized to the input bilinearly as their own post-processing does. One eval-mode
+probe forward at construction checks that the logits have ``num_classes`` channels and finds an input the model takes
+(its first conv's channels, a ViT's fixed image size).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -23,7 +32,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sbcb.adapters import find_backbone
-from sbcb.adapters.torchvision import segmentation_output
+from sbcb.adapters.generic import probe_output
+from sbcb.adapters.outputs import (
+    TORCHVISION_AUX_WEIGHT,
+    OutputSelector,
+    check_num_classes,
+    default_selector,
+    has_torchvision_aux,
+    select_output,
+    upsamples_logits,
+)
 from sbcb.contract import HasAuxiliaryHeads
 
 
@@ -40,24 +58,19 @@ class SBCBOutput(NamedTuple):
     """Every output of one forward (`Segmentor.forward_outputs`).
 
     Attributes:
-        seg: Segmentation logits [B, K, H', W'] exactly as the user's model produced them.
+        seg: Segmentation logits [B, K, H', W'] as the user's model produced them (transformers' resized to the
+            input, see `Segmentor.seg_logits`).
         sbd: SBD head logits by output name, each [B, K or 1, h, w] with (h, w) = head_scale * (H, W); empty for a
             baseline.
         aux: FCN auxiliary logits [B, K, h_aux, w_aux] at the tapped feature's resolution, or None.
-        model_aux: The wrapped model's own auxiliary outputs (`sbcb.contract.HasAuxiliaryHeads`), else empty.
+        model_aux: The wrapped model's own auxiliary outputs in training mode (`sbcb.contract.HasAuxiliaryHeads`, or
+            ``{"aux": ...}`` of a torchvision ``aux_loss=True`` model), else empty.
     """
 
     seg: Tensor
     sbd: dict[str, Tensor]
     aux: Tensor | None
     model_aux: dict[str, Tensor] = {}
-
-
-def _torchvision_seg_output(model: nn.Module) -> Callable[[Any], Tensor] | None:
-    """torchvision's segmentation models return ``{"out": logits, ...}``; everything else returns the tensor."""
-    if type(model).__module__.startswith("torchvision.models.segmentation"):
-        return segmentation_output
-    return None
 
 
 def as_label_tensor(masks: Any, *, device: torch.device) -> Tensor:
@@ -85,12 +98,19 @@ class Segmentor(nn.Module):
     """A segmentation model with the sbcb call contract (see the module docstring); the baseline of every run.
 
     Args:
-        model: Any module mapping images [B, C, H, W] to logits [B, K, H', W'] (or a torchvision-style
-            ``{"out": logits}`` dict). It is not modified.
-        num_classes: K.
+        model: Any module mapping images [B, C, H, W] to logits [B, K, H', W'] (or one of the outputs listed in the
+            module docstring). It is not modified.
+        num_classes: K; must equal the channels of the model's logits.
         ignore_index: Label ignored by the segmentation loss; labels outside 0..K-1 are ignored too.
-        probe_size: (H, W) of the dry-run forward that locates the backbone for `head_parameters`.
-        in_chans: Input channels of the model.
+        probe_size: (H, W) of the dry-run forwards (output check, backbone search); when the model rejects it, the
+            size the model declares is used.
+        in_chans: Input channels of the model; when the model rejects them, its first conv's are used.
+        output: Where the logits are in the model's output: an index (tuples, lists), a key (dicts, ModelOutput)
+            or a function of the raw output; None = automatic (see the module docstring).
+
+    Raises:
+        ValueError: the logits do not have `num_classes` channels, or the probe forward fails (one line each).
+        TypeError: the model's output holds no logits that `output` can find.
 
     Example:
         >>> net = Segmentor(smp.DeepLabV3Plus("resnet18", encoder_weights=None, classes=19), num_classes=19)
@@ -106,6 +126,7 @@ class Segmentor(nn.Module):
         ignore_index: int = 255,
         probe_size: tuple[int, int] = (128, 128),
         in_chans: int = 3,
+        output: OutputSelector = None,
     ) -> None:
         super().__init__()
         if not isinstance(model, nn.Module):
@@ -115,9 +136,14 @@ class Segmentor(nn.Module):
         self.model = model
         self.num_classes = num_classes
         self.ignore_index = ignore_index
-        self._probe: dict[str, Any] = {"input_size": tuple(probe_size), "in_chans": in_chans}
-        self._seg_output: Callable[[Any], Tensor] | None = _torchvision_seg_output(model)
+        self._output: OutputSelector = output if output is not None else default_selector(model)
+        self._upsample_logits = upsamples_logits(model)
+        self._model_aux_weight = TORCHVISION_AUX_WEIGHT if has_torchvision_aux(model) else None
         self._backbone: str | None = None  # dotted name of the backbone inside `model`, found on first need
+        raw, chans, size = probe_output(model, in_chans=in_chans, input_size=(probe_size[0], probe_size[1]))
+        check_num_classes(self.seg_logits(raw), num_classes, model=type(model).__name__)
+        # the input the probe found usable; `SBCB` and `head_parameters` measure the backbone with it
+        self._probe: dict[str, Any] = {"input_size": size, "in_chans": chans}
 
     # -- the call -------------------------------------------------------------------------------------------------
 
@@ -144,29 +170,35 @@ class Segmentor(nn.Module):
         if masks is None:
             if boundaries is not None or instances is not None:
                 raise ValueError("boundaries= and instances= are loss targets: pass masks too")
-            return self.seg_logits(self.model(images))
+            return self.seg_logits(self.model(images), size=images.shape[-2:])
         masks = as_label_tensor(masks, device=images.device)
         return self.compute_losses(self.forward_outputs(images), masks, boundaries=boundaries, instances=instances)
 
-    def seg_logits(self, output: Any) -> Tensor:
-        """Segmentation logits [B, K, H', W'] from the user model's raw forward output."""
-        if self._seg_output is not None:
-            return self._seg_output(output)
-        if not isinstance(output, Tensor):
-            raise TypeError(
-                f"the wrapped model returned {type(output).__name__}, not a logits tensor; sbcb supports models "
-                "returning [B, K, H, W] logits or torchvision-style {'out': logits} dicts"
-            )
-        return output
+    def seg_logits(self, output: Any, size: Sequence[int] | None = None) -> Tensor:
+        """Segmentation logits [B, K, H', W'] from the user model's raw forward output.
+
+        Args:
+            output: What ``model(images)`` returned.
+            size: The input's (H, W); transformers logits are resized to it (bilinear, align_corners=False, as
+                their ``post_process_semantic_segmentation`` does). None = the model's own resolution.
+        """
+        logits = select_output(output, self._output)
+        if self._upsample_logits and size is not None and tuple(logits.shape[-2:]) != tuple(size):
+            logits = F.interpolate(logits, size=(int(size[0]), int(size[1])), mode="bilinear", align_corners=False)
+        return logits
 
     def _model_forward(self, images: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        """(seg logits, the model's own auxiliary outputs); the auxiliary heads run only in training mode."""
+        """(seg logits, the model's own auxiliary outputs); the auxiliary outputs are kept only in training mode."""
         if images.ndim != 4:
             raise ValueError(f"images must be [B, C, H, W], got shape {tuple(images.shape)}")
+        size = images.shape[-2:]
         if self.training and isinstance(self.model, HasAuxiliaryHeads):
             raw, model_aux = self.model.forward_train(images)
-            return self.seg_logits(raw), dict(model_aux)
-        return self.seg_logits(self.model(images)), {}
+            return self.seg_logits(raw, size=size), dict(model_aux)
+        raw = self.model(images)
+        if self.training and self._model_aux_weight is not None:
+            return self.seg_logits(raw, size=size), {"aux": raw["aux"]}  # torchvision's aux_loss=True classifier
+        return self.seg_logits(raw, size=size), {}
 
     def forward_outputs(self, images: Tensor) -> SBCBOutput:
         """Every output of one forward of the user's model, in any mode (no SBD outputs for a baseline)."""
@@ -204,6 +236,8 @@ class Segmentor(nn.Module):
     def _model_aux_losses(self, outputs: SBCBOutput, ce_target: Tensor) -> dict[str, Tensor]:
         if not outputs.model_aux:
             return {}
+        if self._model_aux_weight is not None:
+            return {"loss_aux": self._model_aux_weight * self._cross_entropy(outputs.model_aux["aux"], ce_target)}
         assert isinstance(self.model, HasAuxiliaryHeads)
         return dict(self.model.auxiliary_losses(outputs.model_aux, ce_target))
 

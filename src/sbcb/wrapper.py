@@ -16,6 +16,7 @@ The call (`sbcb.segmentor.Segmentor`'s contract, the same for a baseline):
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterator, Sequence
 from typing import Any, cast
@@ -25,12 +26,23 @@ import torch
 from torch import Tensor, nn
 
 from sbcb.adapters import find_backbone  # adapters import timm/smp/torchvision only inside functions
+from sbcb.adapters.outputs import OutputSelector
 from sbcb.boundaries import mask_to_boundaries, mask_to_boundaries_torch, unpack_boundaries
-from sbcb.features import FeatureInfo, FeatureTaps, default_sides, probe_features, resolve_module
+from sbcb.features import (
+    FeatureInfo,
+    FeatureTaps,
+    check_sides_order,
+    default_sides,
+    describe_sides,
+    probe_features,
+    resolve_module,
+)
 from sbcb.heads import HEADS, build_head
 from sbcb.heads.fcn_aux import FCNAuxHead
 from sbcb.losses import sbd_loss_terms
 from sbcb.segmentor import SBCBOutput, Segmentor, backbone_module
+
+logger = logging.getLogger("sbcb")
 
 
 class SBCB(Segmentor):
@@ -41,8 +53,8 @@ class SBCB(Segmentor):
     measured by one dry-run forward at construction, never typed by hand.
 
     Args:
-        model: Any segmentation model whose forward maps images [B, C, H, W] to logits [B, K, H', W'] (or a
-            torchvision-style `{"out": logits}` dict). It is not modified.
+        model: Any segmentation model whose forward maps images [B, C, H, W] to logits [B, K, H', W'] (or a dict,
+            transformers ModelOutput or tuple holding them, see `sbcb.segmentor`). It is not modified.
         num_classes: K, the dataset's classes (also for `binary=True`: the GT is built per class, then unioned).
         sides: Submodule names to tap (dotted paths in `model`, or relative to the detected backbone), highest
             resolution first, semantic side last; `[name, entry]` pairs for an entry of a module's list output;
@@ -60,9 +72,16 @@ class SBCB(Segmentor):
         head_scale: Size of the SBD outputs relative to the input (1.0 = paper; 0.5 halves the full-resolution
             side convs' cost, the GT is then resized inside the loss).
         head_options: Extra keyword options of the head class (e.g. {"fuse_bias": True}).
-        probe_size: (H, W) of the dry-run forward that measures the taps; a multiple of the largest stride.
-        in_chans: Input channels of the model.
+        probe_size: (H, W) of the dry-run forward that measures the taps; a multiple of the largest stride (a size
+            the model rejects is replaced by the one it declares, e.g. a ViT's img_size).
+        in_chans: Input channels of the model (replaced by its first conv's when they do not fit).
         hrnet_stem: HRNet first side, "1/4" (default, official) or "1/2".
+        output: Where the logits are in the model's output (`sbcb.segmentor.Segmentor`): an index, a key or a
+            function; None = automatic.
+
+    Raises:
+        ValueError: sides not ordered from the highest resolution to the deepest, a model whose logits do not have
+            `num_classes` channels, no sides found (each one line naming the fix).
 
     Example:
         >>> net = SBCB(smp.DeepLabV3Plus("resnet50", encoder_weights=None, classes=19), num_classes=19)
@@ -91,9 +110,15 @@ class SBCB(Segmentor):
         probe_size: tuple[int, int] = (128, 128),
         in_chans: int = 3,
         hrnet_stem: str = "1/4",
+        output: OutputSelector = None,
     ) -> None:
         super().__init__(
-            model, num_classes=num_classes, ignore_index=ignore_index, probe_size=probe_size, in_chans=in_chans
+            model,
+            num_classes=num_classes,
+            ignore_index=ignore_index,
+            probe_size=probe_size,
+            in_chans=in_chans,
+            output=output,
         )
         if head not in HEADS:
             raise ValueError(f"head must be one of {sorted(HEADS)}, got {head!r}")
@@ -107,7 +132,12 @@ class SBCB(Segmentor):
         self.radius = radius
         self.head_scale = head_scale
 
-        probe: dict[str, Any] = {"input_size": tuple(probe_size), "in_chans": in_chans}
+        if fcn_aux is not False and self._model_aux_weight is not None:
+            raise ValueError(
+                f"{type(model).__name__} has its own auxiliary classifier (aux_loss=True), trained as loss_aux; "
+                "drop fcn_aux or build the model with aux_loss=False"
+            )
+        probe = self._probe  # the input size and channels the model was found to take (`Segmentor`)
         names = dict(model.named_modules())
         needs_spec = sides is None or fcn_aux is True
         needs_spec |= any(isinstance(s, str) and s not in names for s in [*(sides or []), fcn_aux])
@@ -121,8 +151,6 @@ class SBCB(Segmentor):
                 # only to resolve names relative to a backbone; a bad name is reported by `_named_tap`
         if spec is not None:
             self._backbone = backbone_module([level.module for level in spec.levels])
-            if spec.seg_output is not None:
-                self._seg_output = spec.seg_output
 
         if sides is None:
             assert spec is not None
@@ -130,9 +158,15 @@ class SBCB(Segmentor):
             side_infos = spec.levels if declared else default_sides(spec.levels, all_levels=head == "dds")
         else:
             side_infos = probe_features(model, [self._named_tap(s, spec) for s in sides], **probe)
+            check_sides_order(side_infos)  # automatic sides were checked by find_backbone
         if len(side_infos) < 2:
             raise ValueError(f"an SBD head needs at least 2 sides, got {len(side_infos)}")
         self.side_infos: list[FeatureInfo] = side_infos
+        if sides is not None or spec is None:
+            source = "given"
+        else:
+            source = f"{spec.family} at {spec.module!r}" if spec.module else spec.family
+        logger.info(describe_sides(side_infos, source=source))  # the one line saying which sides were chosen
 
         aux_infos: list[FeatureInfo] = []
         if fcn_aux is True:
@@ -165,6 +199,8 @@ class SBCB(Segmentor):
             "head_scale": head_scale,
             "head_options": {k: v for k, v in options.items() if isinstance(v, (bool, int, float, str, list))},
         }
+        if isinstance(output, (int, str)):
+            self.config["output"] = output
         # Taps are plain Python objects (no parameters, no hooks until `capture()`); they never enter state_dict.
         self._taps = FeatureTaps(model, side_infos + aux_infos)
 

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from sbcb.adapters import find_backbone
 from sbcb.adapters.generic import generic_levels, infer_input_spec
-from sbcb.adapters.outputs import check_num_classes, select_output, torchvision_aux_loss
+from sbcb.adapters.outputs import check_num_classes, select_output
 from sbcb.features import FeatureInfo, check_sides_order, describe_sides
+from sbcb.segmentor import Segmentor
+from sbcb.wrapper import SBCB
 
 sys.path.insert(0, str(Path(__file__).parents[2] / "benchmarks"))
 from model_matrix import CustomUNet, Pair, check_pair, sequential_trunk  # noqa: E402
@@ -55,7 +57,7 @@ def test_select_output_forms_and_errors():
     with pytest.raises(TypeError, match="not \\[B, K, h, w\\] logits"):
         select_output((logits, torch.randn(2, 4)), 1)
     check_num_classes(logits, 4)
-    with pytest.raises(ValueError, match="outputs 4 channels .* num_classes=5"):
+    with pytest.raises(ValueError, match="outputs 4 classes .* num_classes=5"):
         check_num_classes(logits, 5)
 
 
@@ -75,17 +77,67 @@ def test_hrnet_like_sides_do_not_warn():  # all at 1/4 by design (branches resiz
     check_sides_order(hrnet)
 
 
-def test_torchvision_aux_loss_hand_worked():
-    # aux logits all zero -> softmax uniform over K = 4 -> CE = log 4 per pixel; weight 0.5 -> 0.5 * log 4.
-    masks = torch.zeros(2, 8, 8, dtype=torch.long)
+def _tiny_fcn_with_aux(k: int = 4) -> nn.Module:
+    """torchvision's FCN over a ResNet-18 with its auxiliary classifier on layer3 (as aux_loss=True builds it)."""
+    torchvision = pytest.importorskip("torchvision")
+    from torchvision.models._utils import IntermediateLayerGetter
+    from torchvision.models.segmentation.fcn import FCN, FCNHead
+
+    backbone = IntermediateLayerGetter(
+        torchvision.models.resnet18(weights=None), return_layers={"layer4": "out", "layer3": "aux"}
+    )
+    return FCN(backbone, FCNHead(512, k), FCNHead(256, k))
+
+
+def test_torchvision_aux_classifier_is_trained_as_loss_aux_hand_worked():
+    torch.manual_seed(0)
+    model = _tiny_fcn_with_aux()
+    last = model.aux_classifier[-1]  # the aux classifier's final 1x1 conv
+    nn.init.zeros_(last.weight)
+    nn.init.zeros_(last.bias)
+    # aux logits all zero -> softmax uniform over K = 4 -> CE = log 4 at every pixel, whatever the labels; the
+    # torchvision recipe's weight 0.5 -> loss_aux = 0.5 * log 4 = 0.6931...
+    x = torch.randn(2, 3, 64, 64)
+    masks = torch.randint(0, 4, (2, 64, 64))
     masks[:, 0] = 255  # ignored rows do not change the mean
-    losses = torchvision_aux_loss({"out": torch.randn(2, 4, 8, 8), "aux": torch.zeros(2, 4, 8, 8)}, masks)
-    assert losses["loss_model_aux"].item() == pytest.approx(0.5 * torch.log(torch.tensor(4.0)).item(), rel=1e-6)
-    assert torchvision_aux_loss({"out": torch.randn(2, 4, 8, 8), "aux": None}, masks) == {}
-    aux = torch.randn(2, 4, 4, 4, requires_grad=True)  # resized to the mask like the CE of the logits
-    up = F.interpolate(aux, size=(8, 8), mode="bilinear", align_corners=False)
-    ref = 0.5 * F.cross_entropy(up, masks, ignore_index=255)
-    assert torch.allclose(torchvision_aux_loss({"aux": aux}, masks)["loss_model_aux"], ref)
+    for net in (Segmentor(model, num_classes=4, probe_size=(64, 64)), SBCB(model, num_classes=4, probe_size=(64, 64))):
+        net.train()
+        losses = net(x, masks)
+        assert losses["loss_aux"].item() == pytest.approx(0.5 * math.log(4), rel=1e-6)
+        losses["loss_aux"].backward()
+        assert last.weight.grad is not None  # DDP needs the aux classifier in the graph
+        last.weight.grad = None
+        assert "loss_aux" not in net.eval()(x, masks)  # the aux classifier is a training-only term
+    with pytest.raises(ValueError, match="own auxiliary classifier.*aux_loss=False"):
+        SBCB(model, num_classes=4, probe_size=(64, 64), fcn_aux=True)
+
+
+def test_construction_checks_classes_order_outputs_and_channels():
+    smp = pytest.importorskip("segmentation_models_pytorch")
+    model = smp.FPN("resnet18", encoder_weights=None, classes=4, decoder_pyramid_channels=16)
+    with pytest.raises(ValueError, match="FPN outputs 4 classes .* but num_classes=5"):
+        Segmentor(model, num_classes=5, probe_size=(64, 64))
+    sides = ["encoder.layer1", "encoder.layer2", "encoder.layer4"]
+    assert [i.reduction for i in SBCB(model, num_classes=4, sides=sides).side_infos] == [4, 8, 32]
+    with pytest.raises(ValueError, match="highest resolution to the deepest.*reverse"):
+        SBCB(model, num_classes=4, sides=sides[::-1])
+
+    class TwoHeads(nn.Module):  # a user model returning (logits, something else)
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = sequential_trunk(in_chans=3)
+
+        def forward(self, x):
+            return x.mean(), self.body(x)
+
+    with pytest.raises(TypeError, match=r"returned tuple\(Tensor\[\], Tensor\[1, 4, 128, 128\]\).*output=0"):
+        Segmentor(TwoHeads(), num_classes=4)
+    net = Segmentor(TwoHeads(), num_classes=4, output=1)
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.equal(net(x), net.strip()(x)[1])
+    # a 1-channel trunk: the probe retries with its first conv's channels (no in_chans= needed)
+    trunk = sequential_trunk(in_chans=1)
+    assert Segmentor(trunk, num_classes=4)._probe["in_chans"] == 1
 
 
 @pytest.mark.slow  # ~7 s

@@ -51,6 +51,24 @@ def test_segmentation_output_resizes_like_post_processing():
     assert torch.equal(segmentation_output(out, (64, 64)), ref)
 
 
+def test_wrapped_logits_are_resized_to_the_input_like_post_processing():
+    from sbcb.segmentor import Segmentor
+    from sbcb.wrapper import SBCB
+
+    torch.manual_seed(0)
+    model = _hf("segformer")().eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        own = model(x).logits
+        assert own.shape == (2, 4, 16, 16)  # Segformer predicts at 1/4
+        ref = F.interpolate(own, size=(64, 64), mode="bilinear", align_corners=False)
+        for net in (Segmentor(model, num_classes=4, probe_size=(64, 64)), SBCB(model, num_classes=4)):
+            assert torch.equal(net.eval()(x), ref)
+            assert torch.equal(net.forward_outputs(x).seg, ref)
+    with pytest.raises(ValueError, match="SegformerForSemanticSegmentation outputs 4 classes"):
+        Segmentor(model, num_classes=19)
+
+
 def test_stripped_model_is_untouched_and_save_pretrained_roundtrips(tmp_path):
     from transformers import SegformerForSemanticSegmentation
 
@@ -60,7 +78,7 @@ def test_stripped_model_is_untouched_and_save_pretrained_roundtrips(tmp_path):
     model = _hf("segformer")()
     net = SBCB(model, num_classes=4, probe_size=(64, 64))
     net.train()
-    sum(net.loss(net(torch.randn(2, 3, 64, 64)), torch.randint(0, 4, (2, 64, 64))).values()).backward()
+    sum(net(torch.randn(2, 3, 64, 64), torch.randint(0, 4, (2, 64, 64))).values()).backward()
     stripped = net.strip()
     assert stripped is model and type(stripped) is SegformerForSemanticSegmentation
     stripped.save_pretrained(tmp_path)

@@ -94,6 +94,54 @@ def infer_input_spec(
     return int(chans), (int(size[0]), int(size[1]))
 
 
+@torch.no_grad()
+def _eval_forward(model: nn.Module, *, input_size: tuple[int, int], in_chans: int) -> Any:
+    device, dtype = model_device_dtype(model)
+    modes = {m: m.training for m in model.modules()}
+    try:
+        model.eval()  # BatchNorm statistics untouched; train flags restored below
+        return model(torch.randn(1, in_chans, *input_size, device=device, dtype=dtype))
+    finally:
+        for m, mode in modes.items():
+            m.training = mode
+
+
+def probe_output(
+    model: nn.Module, *, in_chans: int = 3, input_size: tuple[int, int] = (128, 128)
+) -> tuple[Any, int, tuple[int, int]]:
+    """One eval-mode forward of a random image, retried with the model's own input spec when it fails.
+
+    When the forward with `in_chans` / `input_size` fails and the model declares others (`infer_input_spec`: first
+    conv's channels, a ViT's fixed `img_size`), it is repeated with those.
+
+    Args:
+        model: The unmodified model (eval mode under `no_grad` for the probe; its flags are restored).
+        in_chans: Input channels to try first.
+        input_size: (H, W) to try first.
+
+    Returns:
+        (the model's raw output, the channels used, the (H, W) used).
+
+    Raises:
+        ValueError: the model rejects both inputs; one line naming `in_chans=` / `probe_size=`.
+    """
+    size = (int(input_size[0]), int(input_size[1]))
+    try:
+        return _eval_forward(model, input_size=size, in_chans=in_chans), in_chans, size
+    except (RuntimeError, AssertionError, ValueError, TypeError) as first:
+        chans, size2 = infer_input_spec(model, in_chans=in_chans, probe_size=size)
+        if (chans, size2) != (in_chans, size):
+            try:
+                return _eval_forward(model, input_size=size2, in_chans=chans), chans, size2
+            except (RuntimeError, AssertionError, ValueError, TypeError):
+                pass
+        reason = str(first).splitlines()[0] if str(first) else ""
+        raise ValueError(
+            f"the probe forward of {type(model).__name__} with a 1x{in_chans}x{size[0]}x{size[1]} input failed "
+            f"({type(first).__name__}: {reason[:200]}); pass in_chans=... / probe_size=(H, W) that the model accepts"
+        ) from first
+
+
 def _is_map(value: Any) -> bool:
     return isinstance(value, torch.Tensor) and value.ndim == 4 and value.is_floating_point()
 
@@ -210,4 +258,4 @@ def generic_levels(
     return levels
 
 
-__all__ = ["ModuleRecord", "generic_levels", "infer_input_spec", "record_modules"]
+__all__ = ["ModuleRecord", "generic_levels", "infer_input_spec", "probe_output", "record_modules"]

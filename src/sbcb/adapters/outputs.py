@@ -11,8 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 OutputSelector = int | str | Callable[[Any], Tensor] | None
 
@@ -70,37 +69,51 @@ def select_output(raw: Any, selector: OutputSelector = None) -> Tensor:
     return value
 
 
-def check_num_classes(logits: Tensor, num_classes: int) -> None:
-    """Raise `ValueError` when the model's logits do not have `num_classes` channels."""
+def check_num_classes(logits: Tensor, num_classes: int, *, model: str = "the model") -> None:
+    """Raise `ValueError` when the model's logits do not have `num_classes` channels (one line naming both)."""
     if logits.shape[1] != num_classes:
         raise ValueError(
-            f"the model outputs {logits.shape[1]} channels (logits {list(logits.shape)}) but num_classes="
-            f"{num_classes}; build the model with {num_classes} classes or pass num_classes={logits.shape[1]}"
+            f"{model} outputs {logits.shape[1]} classes (logits {list(logits.shape)}) but num_classes={num_classes}; "
+            f"build the model with {num_classes} classes or pass num_classes={logits.shape[1]}"
         )
 
 
-def torchvision_aux_loss(raw: Any, masks: Tensor, *, weight: float = 0.5, ignore_index: int = 255) -> dict[str, Tensor]:
-    """The loss of a torchvision segmentation model's own auxiliary classifier (`aux_loss=True`).
-
-    torchvision's reference recipe trains it with weight 0.5 (`losses["out"] + 0.5 * losses["aux"]`,
-    references/segmentation/train.py). Training it is what lets DistributedDataParallel run without
-    `find_unused_parameters`: an output that gets no gradient stalls DDP from the second iteration.
-
-    Args:
-        raw: The model's `{"out", "aux"}` output.
-        masks: [B, H, W] int64 labels, `ignore_index` = ignore (values outside 0..K-1 must already be mapped to it).
-        weight: Loss weight (0 = computed with zero weight, which still gives DDP its gradients).
-        ignore_index: Ignored label.
-
-    Returns:
-        `{"loss_model_aux": weight * CE}`, or `{}` when the model has no aux output.
-    """
-    if not isinstance(raw, Mapping) or raw.get("aux") is None:
-        return {}
-    aux = raw["aux"]
-    if aux.shape[-2:] != masks.shape[-2:]:
-        aux = F.interpolate(aux, size=masks.shape[-2:], mode="bilinear", align_corners=False)
-    return {"loss_model_aux": weight * F.cross_entropy(aux.float(), masks.long(), ignore_index=ignore_index)}
+def default_selector(model: nn.Module) -> OutputSelector:
+    """The `output=` a model needs by default: `0` for smp models built with `aux_params` (`(mask, label)`)."""
+    if type(model).__module__.startswith("segmentation_models_pytorch"):
+        if getattr(model, "classification_head", None) is not None:
+            return 0
+    return None
 
 
-__all__ = ["OutputSelector", "check_num_classes", "describe_output", "select_output", "torchvision_aux_loss"]
+def upsamples_logits(model: nn.Module) -> bool:
+    """True for models whose logits are below the input resolution and whose own post-processing resizes them:
+    the transformers segmentation models (Segformer at 1/4, MobileViT at 1/32; see `sbcb.adapters.transformers`)."""
+    from sbcb.adapters.transformers import is_transformers_segmentation_model
+
+    return is_transformers_segmentation_model(model)
+
+
+# torchvision's reference segmentation recipe weighs its auxiliary classifier's loss by 0.5:
+# `return losses["out"] + 0.5 * losses["aux"]` in `criterion` of references/segmentation/train.py.
+TORCHVISION_AUX_WEIGHT = 0.5
+
+
+def has_torchvision_aux(model: nn.Module) -> bool:
+    """True for a torchvision FCN / DeepLabV3 built with `aux_loss=True` (its output has an `"aux"` entry)."""
+    return (
+        type(model).__module__.startswith("torchvision.models.segmentation")
+        and getattr(model, "aux_classifier", None) is not None
+    )
+
+
+__all__ = [
+    "TORCHVISION_AUX_WEIGHT",
+    "OutputSelector",
+    "check_num_classes",
+    "default_selector",
+    "describe_output",
+    "has_torchvision_aux",
+    "select_output",
+    "upsamples_logits",
+]
