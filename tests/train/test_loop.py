@@ -25,9 +25,10 @@ class Tiny(nn.Module):
         self.dtypes: set = set()
 
     def forward(self, x):
-        self.calls += 1
         out = nn.functional.interpolate(self.cls(self.body(x)), size=x.shape[-2:], mode="bilinear")
-        self.dtypes.add(out.dtype)
+        if self.training:  # count training forwards only (Segmentor's construction probe runs in eval mode)
+            self.calls += 1
+            self.dtypes.add(out.dtype)
         if self.nan_at_call is not None and self.calls >= self.nan_at_call:
             out = out * float("nan")
         return out
