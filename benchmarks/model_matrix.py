@@ -1,13 +1,15 @@
 """The model matrix of docs/models.md: every supported (model, backbone) pair wrapped with no extra arguments.
 
 For each pair: `SBCB(model, num_classes=K)` (or the one-line reason it fails), the sides it chose, one training step
-(finite losses, gradients in the SBD head), `strip()` against a twin built from the same seed and never wrapped
-(`torch.equal` outputs and state_dict), and ONNX export of the stripped model with onnxruntime parity
-(`sbcb.export.export_model`: dynamic height/width where the model allows it, fixed otherwise).
+(finite losses, gradients in the SBD head), whether every parameter got a gradient in that step (what
+DistributedDataParallel without `find_unused_parameters` needs; the 2-rank gloo runs are in
+tests/adapters/test_ddp_models.py), `strip()` against a twin built from the same seed and never wrapped (the same
+object, `torch.equal` outputs, the same state_dict keys), and ONNX export of the stripped model with onnxruntime
+parity (`sbcb.export.export_model`: dynamic height/width where the model allows it, fixed otherwise).
 
 Small configs and inputs (K = 4, batch 2, 64x64 unless the model needs more), random weights, nothing downloaded.
 
-    PYTHONPATH=src .venv/bin/python benchmarks/model_matrix.py --out benchmarks/results/model_matrix.md
+    PYTHONPATH=src .venv/bin/python benchmarks/model_matrix.py --docs docs/models.md   # the committed table
     PYTHONPATH=src .venv/bin/python benchmarks/model_matrix.py --only smp/Unet   # a subset (substring match)
 """
 
@@ -30,6 +32,7 @@ import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
 K = 4
+MARKERS = ("<!-- model-matrix:begin -->", "<!-- model-matrix:end -->")
 
 
 def train_losses(net: nn.Module, images: torch.Tensor, masks: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -52,6 +55,7 @@ class Row:
     wrap: str = ""
     sides: str = ""
     train: str = ""
+    ddp: str = ""
     strip: str = ""
     export: str = ""
     seconds: float = 0.0
@@ -237,6 +241,20 @@ def _short(e: BaseException) -> str:
     return f"{type(e).__name__}: {text[:150]}"
 
 
+def _unused_vs_baseline(
+    unused: list[str], twin: nn.Module, images: torch.Tensor, masks: torch.Tensor, size: tuple[int, int]
+) -> str:
+    """Says whether the parameters without gradient are also unused when the model trains alone (`Segmentor`)."""
+    from sbcb.segmentor import Segmentor
+
+    base = Segmentor(twin, num_classes=K, probe_size=size).train()
+    sum(base(images, masks).values()).backward()
+    base_unused = {n for n, p in twin.named_parameters() if p.requires_grad and p.grad is None}
+    if all(n.startswith("model.") and n[len("model.") :] in base_unused for n in unused):
+        return f"no, as the baseline: {len(unused)} parameters its forward never uses ({unused[0]}, ...)"
+    return f"no: {len(unused)} without gradient ({unused[0]}, ...)"
+
+
 def check_pair(pair: Pair, *, export: bool = True, workdir: str | None = None) -> Row:
     """Wrap, train a step, strip and export one pair; every column is "ok ..." or the reason it failed."""
     from sbcb.export import export_model
@@ -244,10 +262,15 @@ def check_pair(pair: Pair, *, export: bool = True, workdir: str | None = None) -
 
     row = Row(pair)
     start = time.perf_counter()
-    torch.manual_seed(0)
-    model = pair.build()
-    torch.manual_seed(0)
-    twin = pair.build()
+    try:
+        torch.manual_seed(0)
+        model = pair.build()
+        torch.manual_seed(0)
+        twin = pair.build()
+    except Exception as e:  # noqa: BLE001 - the library itself refuses this pair
+        row.wrap = f"n/a, the model cannot be built: {_short(e)}"
+        row.seconds = time.perf_counter() - start
+        return row
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -274,6 +297,9 @@ def check_pair(pair: Pair, *, export: bool = True, workdir: str | None = None) -
         head_grad = any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.head.parameters())
         ok = bool(torch.isfinite(total)) and head_grad
         row.train = f"ok ({len(losses)} losses)" if ok else "non-finite loss or no head gradient"
+        # what DistributedDataParallel without find_unused_parameters needs: a gradient for every parameter
+        unused = [n for n, p in net.named_parameters() if p.requires_grad and p.grad is None]
+        row.ddp = "ok" if not unused else _unused_vs_baseline(unused, twin, x, masks, pair.size)
     except Exception as e:  # noqa: BLE001
         row.train = _short(e)
         same_before = False
@@ -299,12 +325,12 @@ def check_pair(pair: Pair, *, export: bool = True, workdir: str | None = None) -
 
 def table(rows: list[Row]) -> str:
     lines = [
-        "| family | model | wrap (no arguments) | sides (channels@stride) | train step | strip exact "
+        "| family | model | wrap (no arguments) | sides (channels@stride) | train step | DDP-ready | strip exact "
         "| ONNX + onnxruntime |",
-        "|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        cells = [r.pair.family, r.pair.name, r.wrap, r.sides, r.train, r.strip, r.export]
+        cells = [r.pair.family, r.pair.name, r.wrap, r.sides, r.train, r.ddp, r.strip, r.export]
         lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
     return "\n".join(lines)
 
@@ -314,6 +340,7 @@ def main() -> None:
     parser.add_argument("--only", default="", help="run pairs whose 'family/name' contains this substring")
     parser.add_argument("--no-export", action="store_true")
     parser.add_argument("--out", type=Path, help="write the markdown table here")
+    parser.add_argument("--docs", type=Path, help=f"replace the table between the {MARKERS} markers of this file")
     args = parser.parse_args()
     torch.set_num_threads(1)
     rows = []
@@ -322,7 +349,7 @@ def main() -> None:
             continue
         row = check_pair(pair, export=not args.no_export)
         print(
-            f"{pair.family}/{pair.name}: wrap {row.wrap}; train {row.train}; strip {row.strip}; "
+            f"{pair.family}/{pair.name}: wrap {row.wrap}; train {row.train}; ddp {row.ddp}; strip {row.strip}; "
             f"export {row.export} ({row.seconds:.1f} s)",
             flush=True,
         )
@@ -332,6 +359,10 @@ def main() -> None:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text + "\n")
+    if args.docs:
+        doc = args.docs.read_text()
+        begin, end = doc.index(MARKERS[0]) + len(MARKERS[0]), doc.index(MARKERS[1])
+        args.docs.write_text(f"{doc[:begin]}\n{text}\n{doc[end:]}")
 
 
 if __name__ == "__main__":

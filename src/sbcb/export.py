@@ -124,6 +124,8 @@ def _export_dynamo(model: nn.Module, sample: torch.Tensor, path: Path, dyn: dict
     import io
 
     dims = {i: torch.export.Dim.AUTO for i in dyn}
+    if sample.shape[0] == 1:  # torch.export specialises a size-1 dimension to a constant: trace a batch of 2
+        sample = sample.repeat(2, 1, 1, 1)
     with contextlib.redirect_stdout(io.StringIO()):  # the dynamo exporter prints its progress
         program = torch.onnx.export(
             model,
