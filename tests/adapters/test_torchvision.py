@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from wrap_checks import K, check_wrapped
 
+from sbcb.wrapper import SBCB
+
 torchvision = pytest.importorskip("torchvision")
 from torchvision.models import segmentation as tvseg  # noqa: E402
 
@@ -50,10 +52,13 @@ def test_deeplabv3_mobilenet_v3():
 
 
 @pytest.mark.slow
-def test_fcn_resnet50_with_aux_classifier_and_fcn_aux():
+def test_fcn_resnet50_fcn_aux_or_its_own_aux_classifier():
     # torchvision R50 seg backbone: layer2..4 at 1/8 (replace_stride_with_dilation=[False, True, True])
-    def build():
-        return tvseg.fcn_resnet50(weights=None, weights_backbone=None, num_classes=K, aux_loss=True)
+    def build(aux_loss=False):
+        return tvseg.fcn_resnet50(weights=None, weights_backbone=None, num_classes=K, aux_loss=aux_loss)
 
     net = check_wrapped(build, [(64, 2), (256, 4), (512, 8), (2048, 8)], fcn_aux=True)
     assert net.aux_info.module == "backbone.layer3" and net.aux_info.num_chs == 1024
+    # with aux_loss=True the model's own classifier on layer3 is trained as loss_aux: a second one is refused
+    with pytest.raises(ValueError, match="own auxiliary classifier"):
+        SBCB(build(aux_loss=True), num_classes=K, fcn_aux=True, probe_size=(64, 64))
