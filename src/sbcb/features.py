@@ -308,7 +308,8 @@ def default_sides(levels: Sequence[FeatureInfo], *, all_levels: bool = False) ->
 def check_sides_order(infos: Sequence[FeatureInfo]) -> None:
     """Check that measured sides run from the highest resolution to the deepest (semantic) one.
 
-    Raises `ValueError` when a side has a smaller stride than the one before it (e.g. sides given in reverse order),
+    Raises `ValueError` when a side before the semantic one has a smaller stride than the one before it, or the
+    semantic side is finer than the first side (e.g. sides given in reverse order),
     and warns when every side has the same stride (a plain ViT: one resolution, so the SBD head cannot use the
     paper's multi-scale sides; see docs/models.md, "ViT-style backbones"). HRNet's sides, all at 1/4 by design
     (branches resize-concatenated), are not warned about.
@@ -317,13 +318,15 @@ def check_sides_order(infos: Sequence[FeatureInfo]) -> None:
         infos: Measured sides (`reduction` > 0), in the order the head receives them.
     """
     strides = [info.reduction for info in infos]
-    for i in range(1, len(strides)):
-        if strides[i] < strides[i - 1]:
-            order = ", ".join(f"{info.name} 1/{info.reduction}" for info in infos)
-            raise ValueError(
-                f"sides must go from the highest resolution to the deepest (semantic) side, got {order}; "
-                "reorder `sides` (e.g. reverse the list)"
-            )
+    # The semantic (last) side may be a fused feature finer than the deepest stage (STDC's FFM at 1/8 after a 1/16
+    # stage): only the other sides must be ordered, and the semantic side not finer than the first.
+    bad = any(strides[i] < strides[i - 1] for i in range(1, len(strides) - 1))
+    if bad or (len(strides) > 1 and strides[-1] < strides[0]):
+        order = ", ".join(f"{info.name} 1/{info.reduction}" for info in infos)
+        raise ValueError(
+            f"sides must go from the highest resolution to the deepest (semantic) side, got {order}; "
+            "reorder `sides` (e.g. reverse the list)"
+        )
     if len(set(strides)) == 1 and len(strides) > 1 and not any(info.concat_branches for info in infos):
         warnings.warn(
             f"every SBD side has the same stride 1/{strides[0]} ({', '.join(info.name for info in infos)}): a "

@@ -66,6 +66,9 @@ def test_sides_order_and_single_stride_warning():
     check_sides_order(ok)
     with pytest.raises(ValueError, match="reverse"):
         check_sides_order(ok[::-1])
+    with pytest.raises(ValueError, match="reverse"):
+        check_sides_order(ok[1::-1])  # two sides, semantic one finer than the first
+    check_sides_order([*ok, FeatureInfo(32, 4, "fused")])  # a fused semantic side (STDC's FFM 1/8 after 1/16)
     with pytest.warns(UserWarning, match="same stride 1/16"):
         check_sides_order([FeatureInfo(64, 16, f"blocks.{i}") for i in range(3)])
     assert describe_sides(ok) == "sbcb sides: a 8ch@1/2, b 16ch@1/4 | semantic: c 32ch@1/8; override with sides=[...]"
