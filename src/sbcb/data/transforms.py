@@ -107,6 +107,18 @@ def _resize_nearest(x: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
     return x[rows[:, 0][:, None], cols[0][None, :]]
 
 
+def _scale_sample(
+    image: np.ndarray, label: np.ndarray, instance: np.ndarray | None, factor: float, interpolation: int
+) -> Sample:
+    """Resize a sample by `factor` (image with `interpolation`, label/instance nearest); sizes round, at least 1."""
+    h, w = label.shape
+    size_wh = (max(1, int(round(w * factor))), max(1, int(round(h * factor))))
+    image = cv2.resize(image, size_wh, interpolation=interpolation)
+    label = _resize_nearest(label, size_wh)
+    instance = None if instance is None else _resize_nearest(instance, size_wh)
+    return image, label, instance
+
+
 class Rescale:
     """Resize by a fixed factor (area-averaged image, nearest label/instance): e.g. 0.5 = half resolution.
 
@@ -124,14 +136,9 @@ class Rescale:
 
     def __call__(self, image: np.ndarray, label: np.ndarray, instance: np.ndarray | None = None) -> Sample:
         _check(image, label, instance)
-        h, w = label.shape
-        size_wh = (max(1, int(round(w * self.factor))), max(1, int(round(h * self.factor))))
         # area averaging when shrinking (no aliasing of thin structures), bilinear when enlarging
         interpolation = cv2.INTER_AREA if self.factor < 1 else cv2.INTER_LINEAR
-        image = cv2.resize(image, size_wh, interpolation=interpolation)
-        label = _resize_nearest(label, size_wh)
-        instance = None if instance is None else _resize_nearest(instance, size_wh)
-        return image, label, instance
+        return _scale_sample(image, label, instance, self.factor, interpolation)
 
     def __repr__(self) -> str:
         return f"Rescale({self.factor})"
@@ -155,12 +162,7 @@ class RandomScale(_Random):
     def __call__(self, image: np.ndarray, label: np.ndarray, instance: np.ndarray | None = None) -> Sample:
         _check(image, label, instance)
         s = self._uniform(self.min_scale, self.max_scale)
-        h, w = label.shape
-        size_wh = (max(1, int(round(w * s))), max(1, int(round(h * s))))
-        image = cv2.resize(image, size_wh, interpolation=cv2.INTER_LINEAR)
-        label = _resize_nearest(label, size_wh)
-        instance = None if instance is None else _resize_nearest(instance, size_wh)
-        return image, label, instance
+        return _scale_sample(image, label, instance, s, cv2.INTER_LINEAR)
 
     def __repr__(self) -> str:
         return f"RandomScale({self.min_scale}, {self.max_scale})"
