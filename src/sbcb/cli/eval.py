@@ -13,6 +13,8 @@ import argparse
 import json
 from pathlib import Path
 
+from sbcb.cli import add_allow_custom_arch
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     from sbcb.data.registry import list_datasets
@@ -55,11 +57,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--out", type=Path, metavar="DIR", help="write eval.json and eval.md here")
     p.add_argument("--pr-curves", action="store_true", help="with --out and an SBD head: sbd_pr.png (matplotlib)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument(
-        "--allow-custom-arch",
-        action="store_true",
-        help="import a module:function architecture named in the checkpoint (runs its code: trusted files only)",
-    )
+    add_allow_custom_arch(p)
     return p
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from sbcb.cli import add_allow_custom_arch
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
@@ -30,11 +32,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17)")
     p.add_argument("--no-check", action="store_true", help="skip the parity checks")
     p.add_argument("--tolerance", type=float, default=1e-3, help="max abs diff accepted (default: 1e-3)")
-    p.add_argument(
-        "--allow-custom-arch",
-        action="store_true",
-        help="import a module:function architecture named in the checkpoint (runs its code: trusted files only)",
-    )
+    add_allow_custom_arch(p)
     return p
 
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from sbcb.cli import add_allow_custom_arch
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
@@ -36,11 +38,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--flip", action="store_true", help="also average the horizontally flipped image")
     p.add_argument("--boundary-threshold", type=float, default=0.5, help="SBD probability shown (default: 0.5)")
     p.add_argument("--device", help="cpu | cuda (default: cuda when available)")
-    p.add_argument(
-        "--allow-custom-arch",
-        action="store_true",
-        help="import a module:function architecture named in the checkpoint (runs its code: trusted files only)",
-    )
+    add_allow_custom_arch(p)
     return p
 
 
