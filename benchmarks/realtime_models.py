@@ -29,6 +29,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from _protocol import sgd  # noqa: E402
 
 K = 19
 RESULTS = Path(__file__).parent / "results"
@@ -59,14 +60,6 @@ def build(arch: str, encoder: str | None, device: torch.device, **kwargs) -> tor
 
     torch.manual_seed(0)
     return build_segmentor(arch, num_classes=K, encoder=encoder, factory_kwargs=kwargs).to(device)
-
-
-def sgd(module: torch.nn.Module, lr: float = 1e-3) -> None:
-    with torch.no_grad():
-        for p in module.parameters():
-            if p.grad is not None:
-                p -= lr * p.grad
-                p.grad = None
 
 
 def step(net, x, mask, bnd) -> None:

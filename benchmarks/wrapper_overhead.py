@@ -50,6 +50,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from _protocol import sgd  # noqa: E402
 
 K = 19
 RESULTS = Path(__file__).parent / "results"
@@ -71,14 +72,6 @@ def build(encoder: str, seed: int = 0) -> torch.nn.Module:
 
     torch.manual_seed(seed)
     return smp.DeepLabV3Plus(encoder, encoder_weights=None, classes=K)
-
-
-def sgd(module: torch.nn.Module, lr: float = 1e-3) -> None:
-    with torch.no_grad():
-        for p in module.parameters():
-            if p.grad is not None:
-                p -= lr * p.grad
-                p.grad = None
 
 
 def step_baseline(model, x, mask, bnd) -> None:
