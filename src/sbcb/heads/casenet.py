@@ -6,19 +6,12 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from sbcb.heads.side_layers import (
-    binary_sides,
-    check_features,
-    check_head_args,
-    check_output_size,
-    fuse_sliced,
-    init_weights,
-    make_side_layers,
-)
+from sbcb.heads.base import SBDHead
+from sbcb.heads.side_layers import binary_sides, fuse_sliced, init_weights
 from sbcb.layers import LayerFactory
 
 
-class CASENetHead(nn.Module):
+class CASENetHead(SBDHead):
     """CASENet SBD head: binary sides 1..N-1, semantic side N, sliced-concatenation fuse.
 
     Sides 1..N-1 map their feature to 1 channel, side N to K channels (S). The fuse is the grouped 1x1 conv with K
@@ -35,16 +28,10 @@ class CASENetHead(nn.Module):
         in_channels: Channels of the N sides in order, the last being the semantic side; take them from the
             backbone's feature info.
         num_classes: K (1 for BBCB).
-        side_layer: ``"sbcb"`` (resize + 3x3, default) or ``"original"`` (transposed conv, needs `strides`).
-        strides: Reduction of each side relative to the network input; only the original side layer uses them.
         side_bias: Bias on the binary sides' final conv.
         last_bias: Bias on the semantic side's final conv (blette's later choice, with `fuse_bias`).
         fuse_bias: Bias on the fuse conv.
-        original_norm: BN in the original side layer.
-        norm_layer: Norm of the side layers, a name (``"batchnorm"``, default) or a class called as
-            ``norm_layer(channels)``, as in timm.
-        act_layer: Activation of the side layers, a name (``"relu"``, default) or a class.
-        init: ``"kaiming"`` (fan_out, default) or ``"normal"`` (std 0.01).
+        side_layer, strides, original_norm, norm_layer, act_layer, init: As in `SBDHead`.
 
     Example:
         >>> head = CASENetHead([64, 256, 512, 2048], 19)
@@ -73,53 +60,32 @@ class CASENetHead(nn.Module):
         act_layer: str | LayerFactory = "relu",
         init: str = "kaiming",
     ) -> None:
-        super().__init__()
-        channels, strides = check_head_args(in_channels, num_classes, side_layer, strides)
-        self.in_channels = channels
-        self.num_classes = int(num_classes)
-        self.config = {
-            "in_channels": channels,
-            "num_classes": self.num_classes,
-            "side_layer": side_layer,
-            "strides": strides,
-            "side_bias": bool(side_bias),
-            "last_bias": bool(last_bias),
-            "fuse_bias": bool(fuse_bias),
-            "original_norm": bool(original_norm),
-            "norm_layer": norm_layer,
-            "act_layer": act_layer,
-            "init": init,
-        }
-        n, k = len(channels), self.num_classes
-        self.sides = nn.ModuleList(
-            make_side_layers(
-                channels,
-                k,
-                side_layer=side_layer,
-                side_bias=side_bias,
-                last_bias=last_bias,
-                strides=strides,
-                original_norm=original_norm,
-                norm_layer=norm_layer,
-                act_layer=act_layer,
-            )
+        super().__init__(
+            in_channels,
+            num_classes,
+            side_layer=side_layer,
+            strides=strides,
+            side_bias=side_bias,
+            last_bias=last_bias,
+            original_norm=original_norm,
+            norm_layer=norm_layer,
+            act_layer=act_layer,
+            init=init,
+            flags={"fuse_bias": fuse_bias},
         )
+        n, k = len(self.in_channels), self.num_classes
+        self.sides = nn.ModuleList(self.make_side_layers())
         # Kept as a real grouped conv so the state dict matches the official layer; forward never builds its input.
         self.fuse = nn.Conv2d(k * n, k, 1, groups=k, bias=fuse_bias)
         init_weights(self, init=init)
 
     def forward(self, features: list[Tensor], output_size: tuple[int, int]) -> dict[str, Tensor]:
-        """Compute the fused and semantic-side logits.
-
-        Args:
-            features: N side features, ``[B, C_i, h_i, w_i]``, side 1 first.
-            output_size: ``(H, W)`` of the outputs in pixels (the input size, or a reduced one).
+        """Compute the fused and semantic-side logits (arguments as in `SBDHead.check_inputs`).
 
         Returns:
             ``{"fuse": [B, K, H, W], "last": [B, K, H, W]}`` logits.
         """
-        check_features(features, self.in_channels, type(self).__name__)
-        size = check_output_size(output_size)
+        size = self.check_inputs(features, output_size)
         binary = binary_sides(self.sides[:-1], features[:-1], size)
         last = self.sides[-1](features[-1], size)
         fuse = fuse_sliced(last, binary, self.fuse.weight, self.fuse.bias)

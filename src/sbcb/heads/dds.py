@@ -7,19 +7,12 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from sbcb.heads.side_layers import (
-    SideBlock,
-    check_features,
-    check_head_args,
-    check_output_size,
-    fuse_sliced,
-    init_weights,
-    make_side_layers,
-)
+from sbcb.heads.base import SBDHead
+from sbcb.heads.side_layers import SideBlock, fuse_sliced, init_weights
 from sbcb.layers import LayerFactory
 
 
-class DDSHead(nn.Module):
+class DDSHead(SBDHead):
     """DDS SBD head: a side block (two BasicBlocks at C_i, then a side layer) on each of the N sides.
 
     Sides 1..N-1 output 1 channel and are deep-supervised with the binary loss; side N outputs K channels. The fuse
@@ -33,16 +26,10 @@ class DDSHead(nn.Module):
     Args:
         in_channels: Channels of the N sides, the last being the semantic side (ResNet: all five levels).
         num_classes: K.
-        side_layer: ``"sbcb"`` (default) or ``"original"`` (needs `strides`).
-        strides: Reduction of each side; only the original side layer uses them.
         side_bias: Bias on the binary side layers' final conv (official: on).
         last_bias: Bias on the semantic side layer's final conv (official: on).
         fuse_bias: Bias on the fuse conv (official: on).
-        original_norm: BN in the original side layer.
-        norm_layer: Norm of the side layers, a name (``"batchnorm"``, default) or a class called as
-            ``norm_layer(channels)``, as in timm.
-        act_layer: Activation of the side layers, a name (``"relu"``, default) or a class.
-        init: ``"kaiming"`` (fan_out, default) or ``"normal"`` (std 0.01).
+        side_layer, strides, original_norm, norm_layer, act_layer, init: As in `SBDHead`.
     """
 
     name = "dds"
@@ -69,54 +56,37 @@ class DDSHead(nn.Module):
         act_layer: str | LayerFactory = "relu",
         init: str = "kaiming",
     ) -> None:
-        super().__init__()
-        channels, strides = check_head_args(in_channels, num_classes, side_layer, strides)
-        self.in_channels = channels
-        self.num_classes = int(num_classes)
-        self.config = {
-            "in_channels": channels,
-            "num_classes": self.num_classes,
-            "side_layer": side_layer,
-            "strides": strides,
-            "side_bias": bool(side_bias),
-            "last_bias": bool(last_bias),
-            "fuse_bias": bool(fuse_bias),
-            "original_norm": bool(original_norm),
-            "norm_layer": norm_layer,
-            "act_layer": act_layer,
-            "init": init,
-        }
-        n, k = len(channels), self.num_classes
-        side_layers = make_side_layers(
-            channels,
-            k,
+        super().__init__(
+            in_channels,
+            num_classes,
             side_layer=side_layer,
+            strides=strides,
             side_bias=side_bias,
             last_bias=last_bias,
-            strides=strides,
             original_norm=original_norm,
             norm_layer=norm_layer,
             act_layer=act_layer,
+            init=init,
+            flags={"fuse_bias": fuse_bias},
         )
+        n, k = len(self.in_channels), self.num_classes
+        # Every side layer is built before the blocks (the order of the init's random draws).
+        side_layers = self.make_side_layers()
         self.sides = nn.ModuleList(
-            SideBlock(layer, c, norm_layer=norm_layer, act_layer=act_layer) for layer, c in zip(side_layers, channels)
+            SideBlock(layer, c, norm_layer=norm_layer, act_layer=act_layer)
+            for layer, c in zip(side_layers, self.in_channels)
         )
         self.fuse = nn.Conv2d(k * n, k, 1, groups=k, bias=fuse_bias)
         init_weights(self, init=init)
 
     def forward(self, features: list[Tensor], output_size: tuple[int, int]) -> dict[str, Tensor]:
-        """Compute every side's logits and the fused logits.
-
-        Args:
-            features: N side features, ``[B, C_i, h_i, w_i]``, side 1 first.
-            output_size: ``(H, W)`` of the outputs in pixels.
+        """Compute every side's logits and the fused logits (arguments as in `SBDHead.check_inputs`).
 
         Returns:
             ``{"side1": [B, 1, H, W], ..., "side{N-1}": [B, 1, H, W], "side{N}": [B, K, H, W],
             "fuse": [B, K, H, W]}`` logits.
         """
-        check_features(features, self.in_channels, type(self).__name__)
-        size = check_output_size(output_size)
+        size = self.check_inputs(features, output_size)
         outputs = {f"side{i + 1}": side(f, size) for i, (side, f) in enumerate(zip(self.sides, features))}
         n = len(self.in_channels)
         binary = torch.cat([outputs[f"side{i}"] for i in range(1, n)], dim=1)

@@ -7,15 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from sbcb.heads.side_layers import (
-    binary_sides,
-    check_features,
-    check_head_args,
-    check_output_size,
-    init_weights,
-    make_side_layer,
-    make_side_layers,
-)
+from sbcb.heads.base import SBDHead
+from sbcb.heads.side_layers import binary_sides, init_weights, make_side_layer
 from sbcb.layers import LayerFactory, create_act_layer, get_norm_layer
 
 
@@ -59,7 +52,7 @@ class AdaptiveWeightLearner(nn.Module):
         return torch.sigmoid(x) if self.sigmoid else x
 
 
-class DFFHead(nn.Module):
+class DFFHead(SBDHead):
     """DFF SBD head: CASENet sides, fused with per-pixel, per-class adaptive weights.
 
     A weight branch (a side layer C_N -> N*K with a bias, on the semantic-side feature) feeds the adaptive weight
@@ -72,17 +65,11 @@ class DFFHead(nn.Module):
     Args:
         in_channels: Channels of the N sides, the last being the semantic side.
         num_classes: K.
-        side_layer: ``"sbcb"`` (default) or ``"original"`` (needs `strides`).
-        strides: Reduction of each side; only the original side layer uses them.
         side_bias: Bias on the binary sides' final conv (official: on; blette's variant: off).
         last_bias: Bias on the semantic side's final conv.
         awl_pre_relu: Leading ReLU of the weight learner (official: on).
         awl_sigmoid: Trailing sigmoid of the weight learner (official: on; blette's variant: off).
-        original_norm: BN in the original side layer.
-        norm_layer: Norm of the side layers, a name (``"batchnorm"``, default) or a class called as
-            ``norm_layer(channels)``, as in timm.
-        act_layer: Activation of the side layers, a name (``"relu"``, default) or a class.
-        init: ``"kaiming"`` (fan_out, default) or ``"normal"`` (std 0.01).
+        side_layer, strides, original_norm, norm_layer, act_layer, init: As in `SBDHead`.
     """
 
     name = "dff"
@@ -108,44 +95,27 @@ class DFFHead(nn.Module):
         act_layer: str | LayerFactory = "relu",
         init: str = "kaiming",
     ) -> None:
-        super().__init__()
-        channels, strides = check_head_args(in_channels, num_classes, side_layer, strides)
-        self.in_channels = channels
-        self.num_classes = int(num_classes)
-        self.config = {
-            "in_channels": channels,
-            "num_classes": self.num_classes,
-            "side_layer": side_layer,
-            "strides": strides,
-            "side_bias": bool(side_bias),
-            "last_bias": bool(last_bias),
-            "awl_pre_relu": bool(awl_pre_relu),
-            "awl_sigmoid": bool(awl_sigmoid),
-            "original_norm": bool(original_norm),
-            "norm_layer": norm_layer,
-            "act_layer": act_layer,
-            "init": init,
-        }
-        n, k = len(channels), self.num_classes
-        self.sides = nn.ModuleList(
-            make_side_layers(
-                channels,
-                k,
-                side_layer=side_layer,
-                side_bias=side_bias,
-                last_bias=last_bias,
-                strides=strides,
-                original_norm=original_norm,
-                norm_layer=norm_layer,
-                act_layer=act_layer,
-            )
+        super().__init__(
+            in_channels,
+            num_classes,
+            side_layer=side_layer,
+            strides=strides,
+            side_bias=side_bias,
+            last_bias=last_bias,
+            original_norm=original_norm,
+            norm_layer=norm_layer,
+            act_layer=act_layer,
+            init=init,
+            flags={"awl_pre_relu": awl_pre_relu, "awl_sigmoid": awl_sigmoid},
         )
+        n, k = len(self.in_channels), self.num_classes
+        self.sides = nn.ModuleList(self.make_side_layers())
         self.weight_branch = make_side_layer(
-            channels[-1],
+            self.in_channels[-1],
             n * k,
             side_layer=side_layer,
             bias=True,
-            stride=None if strides is None else strides[-1],
+            stride=None if self.strides is None else self.strides[-1],
             original_norm=original_norm,
             norm_layer=norm_layer,
             act_layer=act_layer,
@@ -156,17 +126,12 @@ class DFFHead(nn.Module):
         init_weights(self, init=init)
 
     def forward(self, features: list[Tensor], output_size: tuple[int, int]) -> dict[str, Tensor]:
-        """Compute the adaptively fused and semantic-side logits.
-
-        Args:
-            features: N side features, ``[B, C_i, h_i, w_i]``, side 1 first.
-            output_size: ``(H, W)`` of the outputs in pixels.
+        """Compute the adaptively fused and semantic-side logits (arguments as in `SBDHead.check_inputs`).
 
         Returns:
             ``{"fuse": [B, K, H, W], "last": [B, K, H, W]}`` logits.
         """
-        check_features(features, self.in_channels, type(self).__name__)
-        size = check_output_size(output_size)
+        size = self.check_inputs(features, output_size)
         n, k = len(self.in_channels), self.num_classes
         binary = binary_sides(self.sides[:-1], features[:-1], size)  # [B,N-1,H,W]
         last = self.sides[-1](features[-1], size)  # [B, K, H, W]

@@ -318,48 +318,6 @@ def make_side_layers(
     ]
 
 
-def check_head_args(
-    in_channels: list[int], num_classes: int, side_layer: str, strides: list[int] | None
-) -> tuple[list[int], list[int] | None]:
-    """Validate the arguments every head shares; return them as plain lists of ints.
-
-    Raises:
-        ValueError: With a message that says what to pass instead.
-    """
-    channels = [int(c) for c in in_channels]
-    if len(channels) < 2:
-        raise ValueError(f"an SBD head needs at least 2 sides (N >= 2), got in_channels={channels}")
-    if any(c < 1 for c in channels):
-        raise ValueError(f"in_channels must be positive, got {channels}")
-    if int(num_classes) != num_classes or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive int (1 for a binary BBCB head), got {num_classes!r}")
-    if side_layer not in SIDE_LAYERS:
-        raise ValueError(f"side_layer must be one of {SIDE_LAYERS}, got {side_layer!r}")
-    if strides is not None:
-        strides = [int(s) for s in strides]
-        if len(strides) != len(channels):
-            raise ValueError(f"strides needs one entry per side: got {len(strides)} for {len(channels)} sides")
-    elif side_layer == "original":
-        raise ValueError("side_layer='original' needs strides=[...], the feature reductions (e.g. [2, 4, 8, 8])")
-    return channels, strides
-
-
-def check_features(features: list[Tensor], in_channels: list[int], head: str) -> None:
-    """Check that `features` matches the head's sides (count and channels).
-
-    Raises:
-        ValueError: If the number of features or a feature's channels differ from `in_channels`.
-    """
-    if len(features) != len(in_channels):
-        raise ValueError(f"{head} was built for {len(in_channels)} sides but got {len(features)} features")
-    for i, (f, c) in enumerate(zip(features, in_channels)):
-        if f.dim() != 4 or f.shape[1] != c:
-            raise ValueError(
-                f"{head}: feature {i} (side {i + 1}) must be [B, {c}, h, w], got {list(f.shape)}; "
-                "build the head from the backbone's feature_info channels"
-            )
-
-
 def fuse_sliced(semantic: Tensor, binary: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     """CASENet fuse: the grouped 1x1 conv over the sliced concatenation, without building the concat (spec §3.3).
 
