@@ -3,8 +3,9 @@
 Every head is built from the sides' channels (last = semantic side) and K, and maps a list of side features to a
 dict of logits at an explicit output size. BBCB (binary boundaries) is any head with ``num_classes=1``.
 
-Python users construct the classes directly; `build_head` exists for strings coming from the CLI, YAML or a
-checkpoint (``build_head(head.name, **head.config)`` rebuilds a head).
+Every head is an `SBDHead` (`sbcb.heads.base`: argument checks, `config`, side layers). Python users construct the
+classes directly; `build_head` exists for strings coming from the CLI, YAML or a checkpoint
+(``build_head(head.name, **head.config)`` rebuilds a head).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 from torch import nn
 
+from sbcb.heads.base import SBDHead
 from sbcb.heads.casenet import CASENetHead
 from sbcb.heads.dds import DDSHead
 from sbcb.heads.dff import AdaptiveWeightLearner, DFFHead
@@ -59,6 +61,7 @@ __all__ = [
     "DDSHead",
     "DFFHead",
     "OriginalSideLayer",
+    "SBDHead",
     "SideBlock",
     "SideLayer",
     "build_head",
