@@ -24,8 +24,8 @@ from torch import Tensor, nn
 from sbcb.contract import TrainOutput
 from sbcb.features import FeatureInfo
 from sbcb.layers import ConvNormAct, LayerFactory, get_act_layer, get_norm_layer
-from sbcb.models.registry import register_model
-from sbcb.models.seg_head import SegHead, seg_cross_entropy, upsample_to
+from sbcb.models.registry import check_fixed_options, register_model
+from sbcb.models.seg_head import SegHead, aux_cross_entropy, upsample_to
 
 SEMANTIC_SIDES = ("aggregation", "context")
 
@@ -273,10 +273,7 @@ class BiSeNetV2(nn.Module):
 
     def auxiliary_losses(self, aux: dict[str, Tensor], masks: Tensor) -> dict[str, Tensor]:
         """``loss_aux_stem`` .. ``loss_aux_stage5``: weighted CE of each booster against masks [B, H, W]."""
-        return {
-            f"loss_{name}": self.aux_weight * seg_cross_entropy(logits, masks, ignore_index=self.ignore_index)
-            for name, logits in aux.items()
-        }
+        return aux_cross_entropy(aux, masks, weight=self.aux_weight, ignore_index=self.ignore_index)
 
     def sbcb_sides(self) -> list[FeatureInfo]:
         """Detail stages 1, 2, 3 (1/2, 1/4, 1/8; binary), then the BGA output or the CE block (semantic)."""
@@ -306,10 +303,7 @@ def bisenetv2(
         sbcb_semantic_side: See `BiSeNetV2`.
         aux_weight: Weight of each booster loss.
     """
-    if encoder is not None:
-        raise ValueError(f"BiSeNetV2 has its own backbone; leave encoder unset (got {encoder!r})")
-    if output_stride not in (None, 32):
-        raise ValueError(f"BiSeNetV2 has output stride 32 only, got output_stride={output_stride}")
+    check_fixed_options("BiSeNetV2", encoder=encoder, output_stride=output_stride)
     return BiSeNetV2(num_classes=num_classes, sbcb_semantic_side=sbcb_semantic_side, aux_weight=aux_weight)
 
 

@@ -63,3 +63,13 @@ def seg_cross_entropy(logits: Tensor, masks: Tensor, *, ignore_index: int = 255)
     if logits.shape[-2:] != masks.shape[-2:]:
         logits = upsample_to(logits, masks.shape[-2:])
     return F.cross_entropy(logits.float(), masks.long(), ignore_index=ignore_index)
+
+
+def aux_cross_entropy(
+    aux: dict[str, Tensor], masks: Tensor, *, weight: float, ignore_index: int = 255
+) -> dict[str, Tensor]:
+    """``{"loss_<name>": weight * seg_cross_entropy}`` for each auxiliary logits map [B, K, h, w] in `aux`."""
+    return {
+        f"loss_{name}": weight * seg_cross_entropy(logits, masks, ignore_index=ignore_index)
+        for name, logits in aux.items()
+    }
