@@ -27,9 +27,7 @@ from sbcb.features import FeatureInfo
 from sbcb.layers import ConvNormAct, LayerFactory
 from sbcb.models.attention_fusion import AttentionRefinement, FeatureFusion, TopDownContext
 from sbcb.models.registry import check_fixed_options, register_model
-from sbcb.models.seg_head import SegHead, aux_cross_entropy, upsample_to
-
-SEMANTIC_SIDES = ("aggregation", "context")
+from sbcb.models.seg_head import SEMANTIC_SIDES, SegHead, aux_cross_entropy, check_semantic_side, upsample_to
 
 
 class SpatialPath(nn.Module):
@@ -103,15 +101,13 @@ class BiSeNetV1(nn.Module):
         act_layer: str | LayerFactory = "relu",
     ) -> None:
         super().__init__()
-        if sbcb_semantic_side not in SEMANTIC_SIDES:
-            raise ValueError(f"sbcb_semantic_side must be one of {SEMANTIC_SIDES}, got {sbcb_semantic_side!r}")
         if len(encoder_channels) != 3:
             raise ValueError(f"encoder_channels must list the 1/8, 1/16, 1/32 maps, got {encoder_channels}")
         layer_kw = {"norm_layer": norm_layer, "act_layer": act_layer}
         c = encoder_channels[0]
         self.num_classes = num_classes
         self.aux_weight = aux_weight
-        self.sbcb_semantic_side = sbcb_semantic_side
+        self.sbcb_semantic_side = check_semantic_side(sbcb_semantic_side)
         self.encoder_last_stage = encoder_last_stage
         self.ignore_index = ignore_index
         self.spatial_path = SpatialPath(3, (c // 2, c // 2, c // 2, c), **layer_kw)
@@ -197,4 +193,12 @@ def bisenetv1(
     )
 
 
-__all__ = ["AttentionRefinement", "BiSeNetV1", "ContextPath", "FeatureFusion", "SpatialPath", "bisenetv1"]
+__all__ = [
+    "SEMANTIC_SIDES",
+    "AttentionRefinement",
+    "BiSeNetV1",
+    "ContextPath",
+    "FeatureFusion",
+    "SpatialPath",
+    "bisenetv1",
+]

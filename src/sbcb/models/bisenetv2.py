@@ -25,9 +25,7 @@ from sbcb.contract import TrainOutput
 from sbcb.features import FeatureInfo
 from sbcb.layers import ConvNormAct, LayerFactory, get_act_layer, get_norm_layer
 from sbcb.models.registry import check_fixed_options, register_model
-from sbcb.models.seg_head import SegHead, aux_cross_entropy, upsample_to
-
-SEMANTIC_SIDES = ("aggregation", "context")
+from sbcb.models.seg_head import SEMANTIC_SIDES, SegHead, aux_cross_entropy, check_semantic_side, upsample_to
 
 
 class DetailBranch(nn.Module):
@@ -235,14 +233,12 @@ class BiSeNetV2(nn.Module):
         act_layer: str | LayerFactory = "relu",
     ) -> None:
         super().__init__()
-        if sbcb_semantic_side not in SEMANTIC_SIDES:
-            raise ValueError(f"sbcb_semantic_side must be one of {SEMANTIC_SIDES}, got {sbcb_semantic_side!r}")
         if detail_channels[-1] != semantic_channels[-1]:
             raise ValueError("the BGA needs the detail and semantic branches to end with the same width")
         kw = {"norm_layer": norm_layer, "act_layer": act_layer}
         self.num_classes = num_classes
         self.aux_weight = aux_weight
-        self.sbcb_semantic_side = sbcb_semantic_side
+        self.sbcb_semantic_side = check_semantic_side(sbcb_semantic_side)
         self.ignore_index = ignore_index
         self.detail = DetailBranch(tuple(detail_channels), **kw)
         self.semantic = SemanticBranch(tuple(semantic_channels), expansion=expansion, **kw)
@@ -308,6 +304,7 @@ def bisenetv2(
 
 
 __all__ = [
+    "SEMANTIC_SIDES",
     "BiSeNetV2",
     "BilateralGuidedAggregation",
     "ContextEmbedding",

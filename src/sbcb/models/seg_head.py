@@ -1,4 +1,5 @@
-"""The FCN-style segmentation head shared by sbcb's real-time models, and its cross-entropy.
+"""The FCN-style segmentation head shared by sbcb's real-time models, its cross-entropy, and the two BiSeNets'
+choice of SBCB semantic side.
 
 BiSeNet V1/V2 and STDC all end in (and supervise their auxiliary features with) the same small head: one or two
 3x3 conv + BN + ReLU, dropout, and a 1x1 classifier with a bias (mmseg ``FCNHead`` with ``concat_input=False``).
@@ -10,6 +11,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sbcb.layers import ConvNormAct, LayerFactory
+
+# where the BiSeNets tap SBCB's semantic side: the aggregation (FFM / BGA) output or the context branch's last stage
+SEMANTIC_SIDES = ("aggregation", "context")
+
+
+def check_semantic_side(side: str) -> str:
+    """`side` if it is one of `SEMANTIC_SIDES`, else a ValueError."""
+    if side not in SEMANTIC_SIDES:
+        raise ValueError(f"sbcb_semantic_side must be one of {SEMANTIC_SIDES}, got {side!r}")
+    return side
 
 
 class SegHead(nn.Module):
