@@ -107,16 +107,18 @@ def run(args: argparse.Namespace) -> int:
             dataset,
             num_classes=data_info.num_classes,
             ignore_index=data_info.ignore_index,
-            device=info.device,
-            batch_size=args.batch_size,
-            workers=args.workers,
             **inference,
+            # the metrics
+            sbd=not args.no_sbd,
+            sbd_thresholds=args.sbd_thresholds,
             boundary_radii=args.radii,
             biou_width=cfg.train.biou_width,
             biou_ratio=cfg.train.biou_ratio,
-            sbd=not args.no_sbd,
-            sbd_thresholds=args.sbd_thresholds,
+            # how it runs
             progress=not args.no_progress,
+            device=info.device,
+            batch_size=args.batch_size,
+            workers=args.workers,
         )
         if info.is_main:
             metrics["checkpoint"] = str(args.checkpoint)
