@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -81,3 +82,12 @@ def test_head_parameters_of_an_smp_model_are_its_decoder_and_heads():
     baseline = Segmentor(smp.FPN("resnet18", encoder_weights=None, classes=K), num_classes=K, probe_size=(64, 64))
     names = {id(p): n for n, p in baseline.named_parameters()}
     assert {names[id(p)].split(".")[1] for p in baseline.head_parameters()} == {"decoder", "segmentation_head"}
+
+
+def test_compute_losses_takes_forward_outputs_for_a_baseline_too():
+    net = Segmentor(WithAux(), num_classes=K, probe_size=(16, 16))
+    images, masks = torch.randn(2, 3, 16, 16), torch.randint(0, K, (2, 16, 16))
+    with pytest.raises(TypeError, match="forward_outputs"):
+        net.compute_losses(net(images), masks)
+    net.eval()
+    assert list(net.compute_losses(net.forward_outputs(images), masks)) == ["loss_seg"]

@@ -9,23 +9,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sbcb._lazy import lazy_getattr
+from sbcb._lazy import lazy_getattr, lazy_table
 
 __version__ = "0.2.0"
 
 # public name -> module that defines it (imported lazily so `import sbcb` stays cheap)
-_LAZY = {
-    "SBCB": "sbcb.wrapper",
-    "Segmentor": "sbcb.segmentor",
-    "mask_to_boundaries": "sbcb.boundaries",
-    "mask_to_boundaries_torch": "sbcb.boundaries",
-    "boundaries_to_binary": "sbcb.boundaries",
-    "CASENetHead": "sbcb.heads",
-    "DFFHead": "sbcb.heads",
-    "DDSHead": "sbcb.heads",
-    "from_pretrained": "sbcb.pretrained",
-    "save_pretrained": "sbcb.pretrained",
-}
+_LAZY = lazy_table(
+    {
+        "sbcb.wrapper": ["SBCB"],
+        "sbcb.segmentor": ["Segmentor"],
+        "sbcb.boundaries": ["mask_to_boundaries", "mask_to_boundaries_torch", "boundaries_to_binary"],
+        "sbcb.heads": ["CASENetHead", "DFFHead", "DDSHead"],
+        "sbcb.pretrained": ["from_pretrained", "save_pretrained"],
+    }
+)
 
 if TYPE_CHECKING:  # the names for type checkers and IDEs; at run time `__getattr__` imports on first use
     from sbcb.boundaries import boundaries_to_binary as boundaries_to_binary

@@ -1,14 +1,20 @@
 """Lazy name tables of the packages (`sbcb`, `sbcb.data`, `sbcb.metrics`, `sbcb.train`): import on first use.
 
-Each package keeps a ``_LAZY`` table (public name -> defining module), imports the same names under
-``if TYPE_CHECKING:`` for type checkers and IDEs, and sets ``__getattr__ = lazy_getattr(__name__, _LAZY)``.
+Each package writes its table once, grouped by defining module (``_LAZY = lazy_table({module: [names]})``),
+imports the same names under ``if TYPE_CHECKING:`` for type checkers and IDEs, and sets
+``__getattr__ = lazy_getattr(__name__, _LAZY)``.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+
+
+def lazy_table(names_by_module: Mapping[str, Sequence[str]]) -> dict[str, str]:
+    """Public name -> defining module, from each defining module's list of public names (in that order)."""
+    return {name: module for module, names in names_by_module.items() for name in names}
 
 
 def lazy_getattr(package: str, table: Mapping[str, str]) -> Callable[[str], Any]:

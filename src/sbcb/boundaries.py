@@ -172,8 +172,7 @@ def _validate(mask: np.ndarray, num_classes: int, ignore_index: int, instance_ma
         raise ValueError(f"mask must hold integer class ids, got dtype {mask.dtype}; cast it with .astype(np.int64)")
     if not 1 <= num_classes <= 65534:
         raise ValueError(f"num_classes must be in 1..65534, got {num_classes}")
-    if 0 <= ignore_index < num_classes:
-        raise ValueError(f"ignore_index {ignore_index} is also a class id (0..{num_classes - 1}); pick another value")
+    _check_ignore_index(num_classes, ignore_index)
     if instance_mask is not None:
         if not isinstance(instance_mask, np.ndarray) or instance_mask.shape != mask.shape:
             raise ValueError(
@@ -181,6 +180,11 @@ def _validate(mask: np.ndarray, num_classes: int, ignore_index: int, instance_ma
             )
         if not np.issubdtype(instance_mask.dtype, np.integer):
             raise ValueError(f"instance_mask must hold integer ids (0 = none), got dtype {instance_mask.dtype}")
+
+
+def _check_ignore_index(num_classes: int, ignore_index: int) -> None:
+    if 0 <= ignore_index < num_classes:
+        raise ValueError(f"ignore_index {ignore_index} is also a class id (0..{num_classes - 1}); pick another value")
 
 
 def _describe(x: object) -> str:
@@ -455,8 +459,7 @@ def mask_to_boundaries_torch(
     """
     if not isinstance(mask, torch.Tensor) or mask.dim() not in (2, 3) or mask.is_floating_point():
         raise ValueError(f"mask must be an integer tensor [B, H, W] or [H, W], got {_describe(mask)}")
-    if 0 <= ignore_index < num_classes:
-        raise ValueError(f"ignore_index {ignore_index} is also a class id (0..{num_classes - 1}); pick another value")
+    _check_ignore_index(num_classes, ignore_index)
     if instance_mask is not None and (
         not isinstance(instance_mask, torch.Tensor)
         or instance_mask.shape != mask.shape

@@ -13,22 +13,23 @@ _NORMS: dict[str, LayerFactory] = {"batchnorm": nn.BatchNorm2d, "bn": nn.BatchNo
 _ACTS: dict[str, LayerFactory] = {"relu": nn.ReLU, "relu6": nn.ReLU6, "gelu": nn.GELU, "silu": nn.SiLU}
 
 
+def _lookup(layer: str | LayerFactory, table: dict[str, LayerFactory], what: str) -> LayerFactory:
+    """`layer` itself when it is callable, else its entry in `table`; an unknown name is a ValueError."""
+    if callable(layer):
+        return layer
+    if layer not in table:
+        raise ValueError(f"unknown {what} {layer!r}; use one of {sorted(table)} or a callable")
+    return table[layer]
+
+
 def get_norm_layer(norm_layer: str | LayerFactory) -> LayerFactory:
     """A norm layer class from a name (``"batchnorm"``) or the callable itself; called as ``norm_layer(channels)``."""
-    if callable(norm_layer):
-        return norm_layer
-    if norm_layer not in _NORMS:
-        raise ValueError(f"unknown norm_layer {norm_layer!r}; use one of {sorted(_NORMS)} or a callable")
-    return _NORMS[norm_layer]
+    return _lookup(norm_layer, _NORMS, "norm_layer")
 
 
 def get_act_layer(act_layer: str | LayerFactory) -> LayerFactory:
     """An activation class from a name (``"relu"``) or the callable itself; called with no arguments."""
-    if callable(act_layer):
-        return act_layer
-    if act_layer not in _ACTS:
-        raise ValueError(f"unknown act_layer {act_layer!r}; use one of {sorted(_ACTS)} or a callable")
-    return _ACTS[act_layer]
+    return _lookup(act_layer, _ACTS, "act_layer")
 
 
 def create_act_layer(act_layer: str | LayerFactory, *, inplace: bool = False) -> nn.Module:

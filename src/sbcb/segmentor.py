@@ -215,18 +215,33 @@ class Segmentor(nn.Module):
         boundaries: Tensor | None = None,
         instances: Tensor | None = None,
     ) -> dict[str, Tensor]:
-        """The flat dict of weighted scalar losses of `forward_outputs`' result (what ``net(images, masks)`` returns).
+        """The flat dict of weighted scalar float32 losses of `forward_outputs`' result (what ``net(images, masks)``
+        returns).
 
         Args:
             outputs: From `forward_outputs`.
-            masks: [B, H, W] integer labels.
-            boundaries: Unused by a baseline (accepted so every model takes the same call).
-            instances: Unused by a baseline.
+            masks: [B, H, W] integer labels. For the CE term, values outside 0..K-1 count as ignore.
+            boundaries: Boundary GT of the SBD terms (see `SBCB.boundary_targets`); unused by a baseline (accepted
+                so every model takes the same call).
+            instances: Optional [B, H, W] instance ids (on-the-fly, instance-sensitive GT); unused by a baseline.
+
+        Returns:
+            ``{"loss_seg", then the terms of the heads added around the model (`SBCB`: ``"loss_sbd_<output>"``...,
+            ``"loss_aux"`` with fcn_aux), then the model's own aux losses}``.
         """
+        if not isinstance(outputs, SBCBOutput):
+            raise TypeError("compute_losses() takes the SBCBOutput of forward_outputs()")
         ce_target = self._ce_target(masks)
         losses = {"loss_seg": self._cross_entropy(outputs.seg, ce_target)}
+        losses.update(self._head_losses(outputs, masks, ce_target, boundaries, instances))
         losses.update(self._model_aux_losses(outputs, ce_target))
         return losses
+
+    def _head_losses(
+        self, outputs: SBCBOutput, masks: Tensor, ce_target: Tensor, boundaries: Tensor | None, instances: Tensor | None
+    ) -> dict[str, Tensor]:
+        """The terms of the heads added around the user's model: none for a baseline (`SBCB` adds its own)."""
+        return {}
 
     def _ce_target(self, masks: Tensor) -> Tensor:
         if masks.ndim != 3:

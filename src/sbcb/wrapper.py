@@ -304,38 +304,21 @@ class SBCB(Segmentor):
             f"target_boundaries has {channels} channels; expected K = {k} (dense) or {math.ceil(k / 8)} (packed uint8)"
         )
 
-    def compute_losses(
-        self,
-        outputs: SBCBOutput,
-        masks: Tensor,
-        *,
-        boundaries: Tensor | None = None,
-        instances: Tensor | None = None,
+    def _head_losses(
+        self, outputs: SBCBOutput, masks: Tensor, ce_target: Tensor, boundaries: Tensor | None, instances: Tensor | None
     ) -> dict[str, Tensor]:
-        """Eq. 1 of the paper as a flat dict of weighted scalar float32 losses (what ``net(images, masks)`` returns).
+        """Eq. 1's SBD terms, then ``loss_aux`` with fcn_aux (`Segmentor.compute_losses` adds the rest).
 
-        Args:
-            outputs: From `forward_outputs`.
-            masks: [B, H, W] integer labels. For the CE term, values outside 0..K-1 count as ignore.
-            boundaries: See `boundary_targets`; None = generated on the fly from `masks` with ``radius``.
-            instances: Optional [B, H, W] instance ids (on-the-fly, instance-sensitive GT).
-
-        Returns:
-            ``{"loss_seg", "loss_sbd_<output>"..., "loss_aux" (with fcn_aux), the model's own aux losses}``; the
-            SBD terms and their weights (alpha, beta) follow the head's `loss_plan`.
+        The SBD terms and their weights (alpha, beta) follow the head's `loss_plan`; `boundaries` None = GT
+        generated on the fly from `masks` with ``radius`` (see `boundary_targets`).
         """
-        if not isinstance(outputs, SBCBOutput):
-            raise TypeError("compute_losses() takes the SBCBOutput of forward_outputs()")
-        ce_target = self._ce_target(masks)
-        losses = {"loss_seg": self._cross_entropy(outputs.seg, ce_target)}
         targets = self.boundary_targets(masks.long(), boundaries, instances)
         plan = cast("dict[str, str]", self.head.loss_plan)  # each head declares it (`sbcb.heads`)
-        losses.update(
+        losses = dict(
             sbd_loss_terms(outputs.sbd, targets, plan=plan, alpha=self.alpha, beta=self.beta, binary=self.binary)
         )
         if outputs.aux is not None:
             losses["loss_aux"] = self.aux_weight * self._cross_entropy(outputs.aux, ce_target)
-        losses.update(self._model_aux_losses(outputs, ce_target))
         return losses
 
     def head_parameters(self) -> Iterator[nn.Parameter]:

@@ -16,15 +16,17 @@ import argparse
 import os
 from pathlib import Path
 
+from sbcb.cli import add_command
+
 MAX_RGB_CLASSES = 24
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "boundaries",
         help="pre-compute semantic boundary GT (RGB-PNG bit encoding) for a folder of label PNGs",
-        description=__doc__.split("\n\n")[0] + "\n\n" + __doc__.split("\n\n")[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        doc="\n\n".join(__doc__.split("\n\n")[:2]),
     )
     p.add_argument("src", type=Path, metavar="SRC", help="folder of single-channel label PNGs (searched recursively)")
     p.add_argument("dst", type=Path, metavar="DST", help="output folder (same relative paths and names)")

@@ -22,18 +22,20 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sbcb.cli import add_command
+
 # The default run fits in 4 minutes of wall time on an idle 2-core machine (issue 17); --long is the former default.
 ITERS, LONG_ITERS = 150, 300
 OUTPUT_STRIDE, LONG_OUTPUT_STRIDE = 16, 8
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "demo",
         help="train a baseline and SBCB (CASENet) on synthetic streets and compare them (about 3.5 min on 2 idle "
         "cores, estimate printed first; --long: the paper's output stride 8, about 15 min)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        doc=__doc__,
     )
     parser.add_argument("--out", type=Path, required=True, help="output folder (created if missing)")
     parser.add_argument(

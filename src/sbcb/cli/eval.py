@@ -13,17 +13,17 @@ import argparse
 import json
 from pathlib import Path
 
-from sbcb.cli import add_allow_custom_arch
+from sbcb.cli import add_allow_custom_arch, add_command, add_inference_arguments, inference_options
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     from sbcb.data.registry import list_datasets
 
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "eval",
         help="evaluate a checkpoint: mIoU, boundary F (3/5/9/12 px), Boundary IoU, SBD ODS/OIS/AP with a head",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        doc=__doc__,
     )
     p.add_argument("checkpoint", type=Path, metavar="CKPT", help="checkpoint from `sbcb train` or `sbcb export`")
     p.add_argument(
@@ -33,11 +33,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--split", help="split to evaluate (default: the training run's val split)")
     p.add_argument("--val-samples", type=int, help="synthetic: number of images")
     p.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"), help="synthetic: image size")
-    p.add_argument("--mode", choices=("whole", "slide"), default="whole", help="inference mode (default: whole)")
-    p.add_argument("--crop", type=int, nargs=2, metavar=("H", "W"), help="slide window (default: training crop)")
-    p.add_argument("--stride", type=int, nargs=2, metavar=("H", "W"), help="slide stride (default: 2/3 of crop)")
-    p.add_argument("--scales", type=float, nargs="+", default=[1.0], help="test scales (default: 1.0)")
-    p.add_argument("--flip", action="store_true", help="also average the horizontally flipped image")
+    add_inference_arguments(p)
     p.add_argument("--radii", type=float, nargs="+", default=[3, 5, 9, 12], help="boundary F radii in px")
     p.add_argument(
         "--biou-width", type=int, metavar="PX", help="Boundary IoU band width in px (default: the checkpoint's)"
@@ -105,28 +101,24 @@ def run(args: argparse.Namespace) -> int:
                 f"{data_info.num_classes}"
             )
         model.to(info.device).eval()
-        crop = args.crop or cfg.data.crop
-        if args.mode == "slide" and crop is None:
-            raise UserError("--mode slide needs --crop H W")
+        inference = inference_options(args, default_crop=cfg.data.crop)
         metrics = evaluate(
             model,
             dataset,
             num_classes=data_info.num_classes,
             ignore_index=data_info.ignore_index,
-            device=info.device,
-            batch_size=args.batch_size,
-            workers=args.workers,
-            mode=args.mode,
-            crop=crop,
-            stride=args.stride,
-            scales=args.scales,
-            flip=args.flip,
+            **inference,
+            # the metrics
+            sbd=not args.no_sbd,
+            sbd_thresholds=args.sbd_thresholds,
             boundary_radii=args.radii,
             biou_width=cfg.train.biou_width,
             biou_ratio=cfg.train.biou_ratio,
-            sbd=not args.no_sbd,
-            sbd_thresholds=args.sbd_thresholds,
+            # how it runs
             progress=not args.no_progress,
+            device=info.device,
+            batch_size=args.batch_size,
+            workers=args.workers,
         )
         if info.is_main:
             metrics["checkpoint"] = str(args.checkpoint)

@@ -1,4 +1,9 @@
-"""`sbcb eval-sbd`: SBD ODS / OIS / AP of per-class prediction PNGs against a GT folder (spec §8.3)."""
+"""`sbcb eval-sbd`: SBD ODS / OIS / AP of per-class prediction PNGs against a GT folder (spec §8.3).
+
+Evaluate per-class boundary predictions stored as 8-bit PNGs (PRED/class_{k+1:03d}/<sample><pred-suffix>, value =
+floor(255 p)) against GT boundaries. Exact maximum matching, so results are deterministic and at least pyEdgeEval's.
+See docs/metrics.md.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +17,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p = subparsers.add_parser(
         "eval-sbd",
         help="semantic boundary detection metrics (ODS/OIS/AP) of prediction PNG folders",
-        description="Evaluate per-class boundary predictions stored as 8-bit PNGs "
-        "(PRED/class_{k+1:03d}/<sample><pred-suffix>, value = floor(255 p)) against GT boundaries. "
-        "Exact maximum matching, so results are deterministic and at least pyEdgeEval's. See docs/metrics.md.",
+        description=__doc__.split("\n\n")[1],  # argparse re-wraps it
     )
     io = p.add_argument_group("input and output")
     io.add_argument("--pred", required=True, type=Path, help="prediction folder holding class_001/, class_002/, ...")

@@ -1,5 +1,11 @@
 """`sbcb export`: strip the SBD head from a checkpoint; write ONNX / TorchScript / a stripped checkpoint, verified,
-or a shareable folder (safetensors + config.json + model card, `sbcb.from_pretrained` reads it)."""
+or a shareable folder (safetensors + config.json + model card, `sbcb.from_pretrained` reads it).
+
+Strip the SBD head from a checkpoint and export the plain segmentor (the baseline's exact parameters). ONNX has a
+dynamic batch, and dynamic height and width where the model allows it (found by trying; otherwise they are fixed at
+--size, and the output says why); each export is compared with the stripped PyTorch model on shapes the model takes,
+and the max absolute difference is printed.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +19,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p = subparsers.add_parser(
         "export",
         help="strip the SBD head and export ONNX / TorchScript (checked in onnxruntime)",
-        description="Strip the SBD head from a checkpoint and export the plain segmentor (the baseline's exact "
-        "parameters). ONNX has a dynamic batch, and dynamic height and width where the model allows it (found by "
-        "trying; otherwise they are fixed at --size, and the output says why); each export is compared with the "
-        "stripped PyTorch model on shapes the model takes, and the max absolute difference is printed.",
+        description=__doc__.split("\n\n")[1],  # argparse re-wraps it
     )
     p.add_argument("checkpoint", type=Path, metavar="CKPT", help="checkpoint from `sbcb train`")
     p.add_argument("--onnx", type=Path, metavar="OUT.onnx", help="write ONNX here")

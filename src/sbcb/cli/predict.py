@@ -15,27 +15,23 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sbcb.cli import add_allow_custom_arch
+from sbcb.cli import add_allow_custom_arch, add_command, add_inference_arguments, inference_options
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "predict",
         help="predict label maps, overlays, SBD boundary maps and error maps for images",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        doc=__doc__,
     )
     p.add_argument("checkpoint", type=Path, metavar="CKPT", help="checkpoint from `sbcb train` or `sbcb export`")
     p.add_argument("inputs", type=Path, nargs="+", metavar="INPUT", help="image files and/or folders of images")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
     p.add_argument("--labels", type=Path, metavar="DIR", help="folder of GT label PNGs named like the images")
-    p.add_argument("--mode", choices=("whole", "slide"), default="whole", help="inference mode (default: whole)")
-    p.add_argument("--crop", type=int, nargs=2, metavar=("H", "W"), help="slide window (default: training crop)")
-    p.add_argument("--stride", type=int, nargs=2, metavar=("H", "W"), help="slide stride (default: 2/3 of crop)")
-    p.add_argument("--scales", type=float, nargs="+", default=[1.0], help="test scales (default: 1.0)")
-    p.add_argument("--flip", action="store_true", help="also average the horizontally flipped image")
+    add_inference_arguments(p)
     p.add_argument("--boundary-threshold", type=float, default=0.5, help="SBD probability shown (default: 0.5)")
     p.add_argument("--device", help="cpu | cuda (default: cuda when available)")
     add_allow_custom_arch(p)
@@ -102,9 +98,7 @@ def run(args: argparse.Namespace) -> int:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(device).eval()
     transform = build_eval_transform(k, ignore_index=ignore_index)
-    crop = args.crop or cfg.get("crop")
-    if args.mode == "slide" and crop is None:
-        raise UserError("--mode slide needs --crop H W")
+    inference = inference_options(args, default_crop=cfg.get("crop"))
     for path in images:
         bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if bgr is None:
@@ -113,9 +107,7 @@ def run(args: argparse.Namespace) -> int:
         dummy = np.zeros(rgb.shape[:2], np.uint8)
         x = transform(rgb, dummy, None)["image"].unsqueeze(0).to(device)
         with torch.no_grad():
-            scores = predict_logits(
-                model, x, mode=args.mode, crop=crop, stride=args.stride, scales=args.scales, flip=args.flip
-            )
+            scores = predict_logits(model, x, **inference)
             pred = scores.argmax(1)[0].cpu().numpy().astype(np.uint8)
             probs = sbd_probabilities(model, x)
         stem = path.stem

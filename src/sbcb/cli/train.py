@@ -12,16 +12,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from sbcb.cli import add_command
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     from sbcb.train.config import add_arguments
 
-    p = subparsers.add_parser(
-        "train",
-        help="train a model with an SBD head (or a baseline), resumably",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = add_command(subparsers, "train", help="train a model with an SBD head (or a baseline), resumably", doc=__doc__)
     p.add_argument("--config", metavar="CFG.yaml", help="YAML file of defaults for any flag below")
     p.add_argument(
         "--resume",

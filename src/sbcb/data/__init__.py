@@ -8,25 +8,24 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sbcb._lazy import lazy_getattr
+from sbcb._lazy import lazy_getattr, lazy_table
 from sbcb.data.base import DatasetInfo
 
-_LAZY = {
-    "SyntheticStreets": "sbcb.data.synthetic",
-    "Cityscapes": "sbcb.data.cityscapes",
-    "BDD100K": "sbcb.data.bdd100k",
-    "Synthia": "sbcb.data.synthia",
-    "ADE20K": "sbcb.data.ade20k",
-    "FolderDataset": "sbcb.data.folder",
-    "CamVid": "sbcb.data.camvid",
-    "DataError": "sbcb.data.validation",
-    "TransformedDataset": "sbcb.data.loader",
-    "build_dataloader": "sbcb.data.loader",
-    "build_dataset": "sbcb.data.registry",
-    "list_datasets": "sbcb.data.registry",
-    "build_train_transform": "sbcb.data.transforms",
-    "build_eval_transform": "sbcb.data.transforms",
-}
+_LAZY = lazy_table(
+    {
+        "sbcb.data.synthetic": ["SyntheticStreets"],
+        "sbcb.data.cityscapes": ["Cityscapes"],
+        "sbcb.data.bdd100k": ["BDD100K"],
+        "sbcb.data.synthia": ["Synthia"],
+        "sbcb.data.ade20k": ["ADE20K"],
+        "sbcb.data.folder": ["FolderDataset"],
+        "sbcb.data.camvid": ["CamVid"],
+        "sbcb.data.validation": ["DataError"],
+        "sbcb.data.loader": ["TransformedDataset", "build_dataloader"],
+        "sbcb.data.registry": ["build_dataset", "list_datasets"],
+        "sbcb.data.transforms": ["build_train_transform", "build_eval_transform"],
+    }
+)
 
 if TYPE_CHECKING:  # the names for type checkers and IDEs; at run time `__getattr__` imports on first use
     from sbcb.data.ade20k import ADE20K as ADE20K

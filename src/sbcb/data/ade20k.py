@@ -20,7 +20,7 @@ import numpy as np
 
 from sbcb.data.base import DatasetInfo
 from sbcb.data.folder import PairedFileDataset
-from sbcb.data.validation import check_folders, check_label_values, read_label
+from sbcb.data.validation import check_label_values, read_label
 
 ADE20K_CLASSES = (
     "wall", "building", "sky", "floor", "tree", "ceiling", "road", "bed", "windowpane", "grass", "cabinet",
@@ -73,6 +73,7 @@ class ADE20K(PairedFileDataset):
     """
 
     SPLITS = ("train", "val", "training", "validation")
+    FOLDER_HINT = "Pass the unpacked ADEChallengeData2016/ folder as root."
 
     def __init__(
         self,
@@ -94,13 +95,7 @@ class ADE20K(PairedFileDataset):
         )
         self._check_split(split)
         folder = _SPLIT_FOLDERS[split]
-        image_dir, label_dir = self.root / "images" / folder, self.root / "annotations" / folder
-        self.problems += check_folders(
-            self.root,
-            [f"images/{folder}", f"annotations/{folder}"],
-            dataset="ade20k",
-            hint="Pass the unpacked ADEChallengeData2016/ folder as root.",
-        )
+        image_dir, label_dir = self._check_folders(f"images/{folder}", f"annotations/{folder}")
         if not self.problems:
             self.samples = self._pair(image_dir, label_dir)
         self._finish(strict=strict, where=image_dir, pattern="*.jpg")

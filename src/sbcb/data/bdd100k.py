@@ -14,15 +14,15 @@ at the image border is ignored.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
-from sbcb.data.base import DatasetInfo
-from sbcb.data.cityscapes import CITYSCAPES_CLASSES, CITYSCAPES_COLORS, CITYSCAPES_THING_CLASSES, IGNORE, VOID
+from sbcb.data.cityscapes import CITYSCAPES_INFO, IGNORE, VOID
 from sbcb.data.folder import PairedFileDataset
-from sbcb.data.validation import check_folders, check_label_values, read_label
+from sbcb.data.validation import check_label_values, read_label
 
 
 class BDD100K(PairedFileDataset):
@@ -39,6 +39,7 @@ class BDD100K(PairedFileDataset):
     """
 
     SPLITS = ("train", "val")
+    FOLDER_HINT = "Unpack bdd100k_images_10k.zip and bdd100k_sem_seg_labels_trainval.zip into the same root."
 
     def __init__(
         self,
@@ -57,23 +58,10 @@ class BDD100K(PairedFileDataset):
             raise ValueError(f"border_ignore must be >= 0 px, got {border_ignore}")
         self.unlabeled = unlabeled
         self.border_ignore = border_ignore
-        self.info = DatasetInfo(
-            name="bdd100k",
-            class_names=CITYSCAPES_CLASSES,
-            colors=CITYSCAPES_COLORS,
-            ignore_index=IGNORE,
-            thing_classes=CITYSCAPES_THING_CLASSES,
-            void_index=VOID if unlabeled == "void" else None,
-        )
+        # the Cityscapes classes, ids and colours
+        self.info = replace(CITYSCAPES_INFO, name="bdd100k", void_index=VOID if unlabeled == "void" else None)
         self._check_split(split)
-        image_dir = self.root / "images" / "10k" / split
-        label_dir = self.root / "labels" / "sem_seg" / "masks" / split
-        self.problems += check_folders(
-            self.root,
-            [f"images/10k/{split}", f"labels/sem_seg/masks/{split}"],
-            dataset="bdd100k",
-            hint="Unpack bdd100k_images_10k.zip and bdd100k_sem_seg_labels_trainval.zip into the same root.",
-        )
+        image_dir, label_dir = self._check_folders(f"images/10k/{split}", f"labels/sem_seg/masks/{split}")
         if not self.problems:
             self.samples = self._pair(image_dir, label_dir, image_suffixes=(".jpg", ".jpeg", ".png"))
         self._finish(strict=strict, where=image_dir, pattern="*.jpg")

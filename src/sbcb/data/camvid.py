@@ -21,7 +21,7 @@ import numpy as np
 
 from sbcb.data.base import DatasetInfo
 from sbcb.data.folder import PairedFileDataset
-from sbcb.data.validation import check_folders, check_label_values, format_names, read_label
+from sbcb.data.validation import check_label_values, format_names, read_label
 
 CAMVID_CLASSES = (
     "sky", "building", "pole", "road", "pavement", "tree", "sign symbol", "fence", "car", "pedestrian", "bicyclist",
@@ -51,8 +51,7 @@ class CamVid(PairedFileDataset):
         super().__init__(root, split, validate=validate)
         self.info = CAMVID_INFO
         self._check_split(split)
-        image_dir, label_dir = self.root / split, self.root / f"{split}annot"
-        self.problems += check_folders(self.root, [split, f"{split}annot"], dataset="camvid")
+        image_dir, label_dir = self._check_folders(split, f"{split}annot")
         if not self.problems:
             list_file = self.root / f"{split}.txt"
             self.samples = self._from_list(list_file) if list_file.is_file() else self._pair(image_dir, label_dir)

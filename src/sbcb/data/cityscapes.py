@@ -27,7 +27,6 @@ from sbcb.data.base import DatasetInfo
 from sbcb.data.folder import PairedFileDataset
 from sbcb.data.validation import (
     DataError,
-    check_folders,
     check_label_values,
     format_names,
     pair_by_name,
@@ -145,6 +144,7 @@ class Cityscapes(PairedFileDataset):
     """
 
     SPLITS = ("train", "val", "test")
+    FOLDER_HINT = "Unpack leftImg8bit_trainvaltest.zip and gtFine_trainvaltest.zip into the same root."
 
     def __init__(
         self,
@@ -161,14 +161,7 @@ class Cityscapes(PairedFileDataset):
         self.use_train_ids_file = use_train_ids_file
         self.info = CITYSCAPES_INFO if not use_train_ids_file else replace(CITYSCAPES_INFO, void_index=None)
         self._check_split(split)
-        image_dir = self.root / "leftImg8bit" / split
-        label_dir = self.root / "gtFine" / split
-        self.problems += check_folders(
-            self.root,
-            [f"leftImg8bit/{split}", f"gtFine/{split}"],
-            dataset="cityscapes",
-            hint="Unpack leftImg8bit_trainvaltest.zip and gtFine_trainvaltest.zip into the same root.",
-        )
+        image_dir, label_dir = self._check_folders(f"leftImg8bit/{split}", f"gtFine/{split}")
         if not self.problems:
             label_suffix = "_gtFine_labelTrainIds.png" if use_train_ids_file else "_gtFine_labelIds.png"
             images = _by_name(image_dir, "_leftImg8bit.png")

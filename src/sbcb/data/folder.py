@@ -56,6 +56,8 @@ class PairedFileDataset:
     """
 
     SPLITS: tuple[str, ...] = ()
+    # The sentence that ends a missing-folder message, e.g. which official archives unpack into the root.
+    FOLDER_HINT = ""
     info: DatasetInfo
 
     def __init__(self, root: str | Path, split: str, *, validate: bool = True) -> None:
@@ -68,6 +70,11 @@ class PairedFileDataset:
     def _check_split(self, split: str) -> None:
         if self.SPLITS and split not in self.SPLITS:
             raise DataError(f"{self.info.name}: unknown split {split!r}; expected one of {', '.join(self.SPLITS)}.")
+
+    def _check_folders(self, image_dir: str, label_dir: str) -> tuple[Path, Path]:
+        """The image and label folders, given relative to the root, as paths; missing ones go to `self.problems`."""
+        self.problems += check_folders(self.root, [image_dir, label_dir], dataset=self.info.name, hint=self.FOLDER_HINT)
+        return self.root / image_dir, self.root / label_dir
 
     def _pair(
         self,

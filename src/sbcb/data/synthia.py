@@ -21,14 +21,14 @@ Format notes and uncertainty (spec §9.3):
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from sbcb.data.base import DatasetInfo
-from sbcb.data.cityscapes import CITYSCAPES_CLASSES, CITYSCAPES_COLORS, CITYSCAPES_THING_CLASSES, IGNORE, VOID
+from sbcb.data.cityscapes import CITYSCAPES_INFO, CITYSCAPES_THING_CLASSES, IGNORE, VOID
 from sbcb.data.folder import PairedFileDataset
-from sbcb.data.validation import DataError, check_folders, check_label_values, format_names, read_label
+from sbcb.data.validation import DataError, check_label_values, format_names, read_label
 
 # Synthia class id -> Cityscapes trainId; every other id (0, 13, 14, and 22 unless lanemarking_as_road) is void.
 SYNTHIA_TO_TRAIN_ID = {
@@ -38,14 +38,7 @@ SYNTHIA_TO_TRAIN_ID = {
 LANE_MARKING = 22
 NUM_SYNTHIA_IDS = 23
 
-SYNTHIA_INFO = DatasetInfo(
-    name="synthia",
-    class_names=CITYSCAPES_CLASSES,
-    colors=CITYSCAPES_COLORS,
-    ignore_index=IGNORE,
-    thing_classes=CITYSCAPES_THING_CLASSES,
-    void_index=VOID,
-)
+SYNTHIA_INFO = replace(CITYSCAPES_INFO, name="synthia")  # the Cityscapes classes, ids and colours
 
 
 def synthia_lut(*, lanemarking_as_road: bool = True) -> np.ndarray:
@@ -105,10 +98,10 @@ class Synthia(PairedFileDataset):
         self.instances = instances
         self.lut = synthia_lut(lanemarking_as_road=lanemarking_as_road)
         self.SPLITS = ("all", *sorted(p.stem for p in self.root.glob("*.txt")))
-        self.problems += check_folders(self.root, ["RGB", "GT/LABELS"], dataset="synthia")
+        image_dir, label_dir = self._check_folders("RGB", "GT/LABELS")
         if not self.problems:
             self._check_split(split)
-            self.samples = self._pair(self.root / "RGB", self.root / "GT" / "LABELS")
+            self.samples = self._pair(image_dir, label_dir)
             if split != "all":
                 lines = (self.root / f"{split}.txt").read_text().splitlines()
                 wanted = [Path(line.split()[0]).stem for line in lines if line.strip()]
@@ -123,7 +116,7 @@ class Synthia(PairedFileDataset):
                 self.samples = [by_name[w] for w in wanted if w in by_name]
             for s in self.samples:
                 s["instance"] = s["label"]  # same file, second channel
-        self._finish(strict=strict, where=self.root / "RGB", pattern="*.png")
+        self._finish(strict=strict, where=image_dir, pattern="*.png")
 
     def load_targets(self, sample: dict) -> tuple[np.ndarray, np.ndarray | None]:
         raw = read_label(sample["label"], channels=3)

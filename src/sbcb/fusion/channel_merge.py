@@ -75,12 +75,12 @@ class ChannelMerge(nn.Module):
         merge_stride: Stride of the merge resolution relative to the input; None = the re-entry feature's.
         hidden_channels: Width D of the hidden merge convs; None = W (spec proposal).
         num_convs: Number of 1x1 merge convs (>= 1; paper: 2, "can be modified").
+        head_scale: SBD output size relative to the input (1.0 = paper).
+        probe_size: (H, W) of the dry run that measures the re-entry feature.
         alpha: Weight of each multi-label SBD term (Eq. 1: 5).
         beta: Weight of binary terms (Eq. 1: 1; CASENet has none).
         radius: Boundary GT band radius in pixels.
         ignore_index: Ignore label (inside every class for the boundary GT).
-        head_scale: SBD output size relative to the input (1.0 = paper).
-        probe_size: (H, W) of the dry run that measures the re-entry feature.
     """
 
     def __init__(
@@ -92,12 +92,12 @@ class ChannelMerge(nn.Module):
         merge_stride: int | None = None,
         hidden_channels: int | None = None,
         num_convs: int = 2,
+        head_scale: float = 1.0,
+        probe_size: tuple[int, int] = (64, 64),
         alpha: float = 5.0,
         beta: float = 1.0,
         radius: float = 2.0,
         ignore_index: int = 255,
-        head_scale: float = 1.0,
-        probe_size: tuple[int, int] = (64, 64),
     ) -> None:
         super().__init__()
         self.arch = arch_of(segmentor)

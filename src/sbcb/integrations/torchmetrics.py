@@ -33,7 +33,7 @@ except ImportError as e:  # pragma: no cover - the extra is installed in the dev
 from sbcb.metrics.boundary_f import boundary_fscores
 from sbcb.metrics.boundary_iou import BoundaryIoU as _NativeBoundaryIoU
 from sbcb.metrics.boundary_iou import boundary_iou_scores
-from sbcb.metrics.miou import _as_numpy, confusion_matrix, scores_from_confusion
+from sbcb.metrics.miou import _as_numpy, _image_batch, confusion_matrix, scores_from_confusion
 from sbcb.metrics.sbd import SBDEvaluator, image_counts, sbd_scores
 
 __all__ = ["BoundaryFScore", "BoundaryIoU", "MeanIoU", "SBDMaxF", "tensor_dict"]
@@ -51,7 +51,15 @@ def tensor_dict(result: dict[str, Any]) -> dict[str, torch.Tensor]:
     return out
 
 
-class MeanIoU(Metric):
+class _Score(Metric):
+    """What each metric here tells torchmetrics: a score (higher is better), no gradient, per-batch state updates."""
+
+    is_differentiable = False
+    higher_is_better = True
+    full_state_update = False
+
+
+class MeanIoU(_Score):
     """mIoU from a dataset-wide confusion matrix, as `sbcb.metrics.MeanIoU` (mmseg 0.27 conventions, spec §8.1).
 
     Args:
@@ -61,10 +69,6 @@ class MeanIoU(Metric):
 
     State: ``confusion`` int64 [K+1, K+1], summed across processes.
     """
-
-    is_differentiable = False
-    higher_is_better = True
-    full_state_update = False
 
     def __init__(self, num_classes: int, *, ignore_index: int = 255, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -86,7 +90,7 @@ class MeanIoU(Metric):
         return tensor_dict(scores_from_confusion(self.confusion.cpu().numpy()))
 
 
-class BoundaryFScore(Metric):
+class BoundaryFScore(_Score):
     """Boundary F-score of segmentation masks, as `sbcb.metrics.BoundaryFScore` (spec §8.2).
 
     Args:
@@ -97,10 +101,6 @@ class BoundaryFScore(Metric):
 
     State: ``fsum`` float64 [R, K] (per-image F summed) and ``count`` (images), both summed across processes.
     """
-
-    is_differentiable = False
-    higher_is_better = True
-    full_state_update = False
 
     def __init__(
         self, num_classes: int, *, radii: Sequence[float] = (3, 5, 9, 12), ignore_index: int = 255, **kwargs: Any
@@ -117,7 +117,7 @@ class BoundaryFScore(Metric):
 
     def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
         """Add images: class ids [H, W] or [B, H, W], prediction and GT of one shape."""
-        p, g = _images(preds, target)
+        p, g = _image_batch(preds, target, names="preds and target")
         fsum = np.zeros((len(self.radii), self.num_classes))
         for pi, gi in zip(p, g):
             fsum += boundary_fscores(pi, gi, self.num_classes, radii=self.radii, ignore_index=self.ignore_index)
@@ -132,7 +132,7 @@ class BoundaryFScore(Metric):
         return tensor_dict({"radii": self.radii, "fscore": per_class, "mean_fscore": per_class.mean(axis=1)})
 
 
-class BoundaryIoU(Metric):
+class BoundaryIoU(_Score):
     """Boundary IoU for semantic segmentation, as `sbcb.metrics.BoundaryIoU` (spec §8.4).
 
     Args:
@@ -145,10 +145,6 @@ class BoundaryIoU(Metric):
     State: ``intersection`` and ``union`` int64 [K], summed across processes. `settings()` says how the band
     width was chosen.
     """
-
-    is_differentiable = False
-    higher_is_better = True
-    full_state_update = False
 
     def __init__(
         self,
@@ -184,7 +180,7 @@ class BoundaryIoU(Metric):
         return tensor_dict(boundary_iou_scores(self.intersection.cpu().numpy(), self.union.cpu().numpy()))
 
 
-class SBDMaxF(Metric):
+class SBDMaxF(_Score):
     """Semantic boundary detection: maximum F at the optimal dataset scale (ODS), plus OIS and AP, as
     `sbcb.metrics.SBDEvaluator` (spec §8.3).
 
@@ -202,10 +198,6 @@ class SBDMaxF(Metric):
     every image's counts, a sum would not do). The pre-SEAL ``kill_internal`` option needs class regions and is
     only in the native evaluator.
     """
-
-    is_differentiable = False
-    higher_is_better = True
-    full_state_update = False
 
     def __init__(
         self,
@@ -265,11 +257,3 @@ class SBDMaxF(Metric):
         else:
             counts = np.zeros((0, self.num_classes, len(self._native.thresholds), 4), dtype=np.int64)
         return tensor_dict(sbd_scores(counts, self._native.thresholds))
-
-
-def _images(preds: Any, target: Any) -> tuple[np.ndarray, np.ndarray]:
-    p = _as_numpy(preds)
-    g = _as_numpy(target)
-    if p.shape != g.shape or p.ndim not in (2, 3):
-        raise ValueError(f"preds and target must be [H, W] or [B, H, W] of one shape, got {p.shape} and {g.shape}")
-    return (p[None], g[None]) if p.ndim == 2 else (p, g)

@@ -7,26 +7,25 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sbcb._lazy import lazy_getattr
+from sbcb._lazy import lazy_getattr, lazy_table
 
-_LAZY = {
-    "MeanIoU": "sbcb.metrics.miou",
-    "confusion_matrix": "sbcb.metrics.miou",
-    "scores_from_confusion": "sbcb.metrics.miou",
-    "boundary_fscore": "sbcb.metrics.boundary_f",
-    "boundary_fscores": "sbcb.metrics.boundary_f",
-    "BoundaryFScore": "sbcb.metrics.boundary_f",
-    "seg2bmap": "sbcb.metrics.boundary_f",
-    "BoundaryIoU": "sbcb.metrics.boundary_iou",
-    "SBDEvaluator": "sbcb.metrics.sbd",
-    "prepare_sbd_gt": "sbcb.metrics.sbd",
-    "cityscapes_sbd_gt": "sbcb.metrics.sbd",
-    "image_counts": "sbcb.metrics.sbd",
-    "sbd_scores": "sbcb.metrics.sbd",
-    "evaluate_folders": "sbcb.metrics.sbd",
-    "thin": "sbcb.metrics.thinning",
-    "match_count": "sbcb.metrics.matching",
-}
+_LAZY = lazy_table(
+    {
+        "sbcb.metrics.miou": ["MeanIoU", "confusion_matrix", "scores_from_confusion"],
+        "sbcb.metrics.boundary_f": ["boundary_fscore", "boundary_fscores", "BoundaryFScore", "seg2bmap"],
+        "sbcb.metrics.boundary_iou": ["BoundaryIoU"],
+        "sbcb.metrics.sbd": [
+            "SBDEvaluator",
+            "prepare_sbd_gt",
+            "cityscapes_sbd_gt",
+            "image_counts",
+            "sbd_scores",
+            "evaluate_folders",
+        ],
+        "sbcb.metrics.thinning": ["thin"],
+        "sbcb.metrics.matching": ["match_count"],
+    }
+)
 
 if TYPE_CHECKING:  # the names for type checkers and IDEs; at run time `__getattr__` imports on first use
     from sbcb.metrics.boundary_f import BoundaryFScore as BoundaryFScore

@@ -14,7 +14,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from sbcb.metrics.miou import _as_numpy, all_reduce_sum
+from sbcb.metrics.miou import _as_numpy, _image_batch, all_reduce_sum
 
 
 def seg2bmap(mask: np.ndarray) -> np.ndarray:
@@ -161,12 +161,7 @@ class BoundaryFScore:
             pred: Predicted class ids, [H, W] or [B, H, W].
             gt: GT class ids of the same shape.
         """
-        p = _as_numpy(pred)
-        g = _as_numpy(gt)
-        if p.shape != g.shape or p.ndim not in (2, 3):
-            raise ValueError(f"pred and gt must be [H, W] or [B, H, W] of one shape, got {p.shape} and {g.shape}")
-        if p.ndim == 2:
-            p, g = p[None], g[None]
+        p, g = _image_batch(pred, gt)
         for pi, gi in zip(p, g):
             self.fsum += boundary_fscores(pi, gi, self.num_classes, radii=self.radii, ignore_index=self.ignore_index)
             self.count += 1

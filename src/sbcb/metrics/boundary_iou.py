@@ -26,7 +26,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from sbcb.metrics.miou import _as_numpy, all_reduce_sum
+from sbcb.metrics.miou import _as_numpy, _image_batch, all_reduce_sum
 
 DEFAULT_DILATION_RATIO = 0.02  # the paper's setting: 2 % of the image diagonal
 
@@ -196,12 +196,7 @@ class BoundaryIoU:
 
     def batch_counts(self, pred: Any, gt: Any) -> tuple[np.ndarray, np.ndarray]:
         """Summed (intersection, union) int64 [K] of a batch, without adding them to the state."""
-        p = _as_numpy(pred)
-        g = _as_numpy(gt)
-        if p.shape != g.shape or p.ndim not in (2, 3):
-            raise ValueError(f"pred and gt must be [H, W] or [B, H, W] of one shape, got {p.shape} and {g.shape}")
-        if p.ndim == 2:
-            p, g = p[None], g[None]
+        p, g = _image_batch(pred, gt)
         inter = np.zeros(self.num_classes, dtype=np.int64)
         union = np.zeros(self.num_classes, dtype=np.int64)
         d = self.width_for(*g.shape[-2:])

@@ -18,6 +18,19 @@ def _as_numpy(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
+def _image_batch(pred: Any, gt: Any, *, names: str = "pred and gt") -> tuple[np.ndarray, np.ndarray]:
+    """Class-id maps [H, W] or [B, H, W] of one shape as numpy batches [B, H, W] (an image gets B = 1).
+
+    Raises:
+        ValueError: The shapes differ or are neither [H, W] nor [B, H, W] (`names` names the arguments).
+    """
+    p = _as_numpy(pred)
+    g = _as_numpy(gt)
+    if p.shape != g.shape or p.ndim not in (2, 3):
+        raise ValueError(f"{names} must be [H, W] or [B, H, W] of one shape, got {p.shape} and {g.shape}")
+    return (p[None], g[None]) if p.ndim == 2 else (p, g)
+
+
 def confusion_matrix(pred: Any, gt: Any, num_classes: int, *, ignore_index: int = 255) -> np.ndarray:
     """Confusion matrix of one batch, with one extra bin for values outside 0..K-1.
 

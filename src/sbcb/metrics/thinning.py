@@ -55,21 +55,18 @@ def _check_variant(variant: str) -> bool:
     return variant == "pyedgeeval"
 
 
-def thin_numpy(mask: np.ndarray, *, max_iter: int | None = None, variant: str = "standard") -> np.ndarray:
-    """Thin a binary image with whole-array NumPy/SciPy operations (the pure fallback).
-
-    Args:
-        mask: bool [H, W].
-        max_iter: Stop after this many full iterations (None = to convergence).
-        variant: ``"standard"`` (= skimage / MATLAB) or ``"pyedgeeval"`` (stop at the first idle subiteration).
-
-    Returns:
-        bool [H, W], a subset of `mask`.
-    """
-    early = _check_variant(variant)
+def _check_mask(mask: np.ndarray) -> np.ndarray:
+    """`mask` as a bool [H, W] array."""
     m = np.asarray(mask, dtype=bool)
     if m.ndim != 2:
         raise ValueError(f"thinning needs a 2-D mask, got shape {m.shape}")
+    return m
+
+
+def thin_numpy(mask: np.ndarray, *, max_iter: int | None = None, variant: str = "standard") -> np.ndarray:
+    """`thin` with whole-array NumPy/SciPy operations (the pure fallback): same arguments, same result."""
+    early = _check_variant(variant)
+    m = _check_mask(mask)
     out = np.zeros_like(m)
     ys, xs = np.nonzero(m)
     if ys.size == 0:
@@ -112,11 +109,9 @@ def thin(mask: np.ndarray, *, max_iter: int | None = None, variant: str = "stand
     from sbcb.metrics import _kernels
 
     early = _check_variant(variant)
-    m = np.asarray(mask, dtype=bool)
+    m = _check_mask(mask)
     if not _kernels.HAVE_NUMBA:
         return thin_numpy(m, max_iter=max_iter, variant=variant)
-    if m.ndim != 2:
-        raise ValueError(f"thinning needs a 2-D mask, got shape {m.shape}")
     img = np.zeros((m.shape[0] + 2, m.shape[1] + 2), dtype=np.uint8)
     img[1:-1, 1:-1] = m
     ys, xs = np.nonzero(img)

@@ -123,16 +123,12 @@ def ann(
     dropout: float = 0.1,
     aux_head: bool = False,
 ) -> EncoderDecoder:
-    """ANN on a timm encoder (default: ResNet-101 d8, paper Tab. 12); the two deepest levels feed the head.
+    """ANN on a timm encoder (default ``resnet101``: ResNet-101 d8, paper Tab. 12); the two deepest levels feed the
+    head, so the encoder needs a layer3 and a layer4 at the same stride. Arguments shared by the encoder-decoder
+    factories: see `sbcb.models.encoder_decoder`.
 
     Args:
-        num_classes: K.
-        encoder: timm model name (None = ``resnet101``); needs a layer3 and layer4 at the same stride.
-        output_stride: Encoder output stride (None = 8, the paper's d8).
-        channels: Head width.
         project_channels: Attention width.
-        dropout: Dropout before the classifier.
-        aux_head: Add mmseg's FCN auxiliary head on the penultimate level (off in the paper's SBCB recipes).
     """
     enc = build_encoder(encoder or "resnet101", output_stride)
     inputs = decode_inputs(enc, levels=(-2, -1))

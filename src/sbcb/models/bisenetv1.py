@@ -20,17 +20,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sbcb.contract import TrainOutput
 from sbcb.features import FeatureInfo
 from sbcb.layers import ConvNormAct, LayerFactory
-from sbcb.models.attention_fusion import AttentionRefinement, FeatureFusion
-from sbcb.models.registry import register_model
-from sbcb.models.seg_head import SegHead, seg_cross_entropy, upsample_to
-
-SEMANTIC_SIDES = ("aggregation", "context")
+from sbcb.models.attention_fusion import AttentionRefinement, FeatureFusion, TopDownContext
+from sbcb.models.registry import check_fixed_options, register_model
+from sbcb.models.seg_head import SEMANTIC_SIDES, SegHead, aux_cross_entropy, check_semantic_side, upsample_to
 
 
 class SpatialPath(nn.Module):
@@ -48,8 +45,8 @@ class SpatialPath(nn.Module):
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
 
-class ContextPath(nn.Module):
-    """ResNet stages 1/8, 1/16, 1/32 -> ARM-refined, top-down summed context at 1/8 and 1/16.
+class ContextPath(TopDownContext, nn.Module):
+    """ResNet stages 1/8, 1/16, 1/32 -> ARM-refined, top-down summed context at 1/8 and 1/16 (`TopDownContext`).
 
     Args:
         encoder: A module returning [1/8, 1/16, 1/32] feature maps (a timm ``features_only`` ResNet).
@@ -61,21 +58,11 @@ class ContextPath(nn.Module):
         super().__init__()
         _, c16, c32 = encoder_channels
         self.encoder = encoder
-        self.global_context = ConvNormAct(c32, out_channels, 1, **layer_kw)
-        self.arm32 = AttentionRefinement(c32, out_channels, **layer_kw)
-        self.arm16 = AttentionRefinement(c16, out_channels, **layer_kw)
-        self.refine32 = ConvNormAct(out_channels, out_channels, 3, **layer_kw)
-        self.refine16 = ConvNormAct(out_channels, out_channels, 3, **layer_kw)
+        self.add_context_modules(c16, c32, out_channels, **layer_kw)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """[B, 3, H, W] -> (context at 1/8 [B, c, H/8, W/8], context at 1/16 [B, c, H/16, W/16])."""
-        x8, x16, x32 = self.encoder(x)
-        # the pooled context is constant over the map: broadcasting equals mmseg's nearest upsampling of a 1x1 map
-        top = self.arm32(x32) + self.global_context(x32.mean(dim=(2, 3), keepdim=True))
-        context16 = self.refine32(F.interpolate(top, size=x16.shape[-2:], mode="nearest"))
-        mid = self.arm16(x16) + context16
-        context8 = self.refine16(F.interpolate(mid, size=x8.shape[-2:], mode="nearest"))
-        return context8, context16
+        return self.top_down_context(*self.encoder(x))
 
 
 class BiSeNetV1(nn.Module):
@@ -114,15 +101,13 @@ class BiSeNetV1(nn.Module):
         act_layer: str | LayerFactory = "relu",
     ) -> None:
         super().__init__()
-        if sbcb_semantic_side not in SEMANTIC_SIDES:
-            raise ValueError(f"sbcb_semantic_side must be one of {SEMANTIC_SIDES}, got {sbcb_semantic_side!r}")
         if len(encoder_channels) != 3:
             raise ValueError(f"encoder_channels must list the 1/8, 1/16, 1/32 maps, got {encoder_channels}")
         layer_kw = {"norm_layer": norm_layer, "act_layer": act_layer}
         c = encoder_channels[0]
         self.num_classes = num_classes
         self.aux_weight = aux_weight
-        self.sbcb_semantic_side = sbcb_semantic_side
+        self.sbcb_semantic_side = check_semantic_side(sbcb_semantic_side)
         self.encoder_last_stage = encoder_last_stage
         self.ignore_index = ignore_index
         self.spatial_path = SpatialPath(3, (c // 2, c // 2, c // 2, c), **layer_kw)
@@ -151,10 +136,7 @@ class BiSeNetV1(nn.Module):
 
     def auxiliary_losses(self, aux: dict[str, Tensor], masks: Tensor) -> dict[str, Tensor]:
         """``loss_aux_8``, ``loss_aux_16``: weighted CE of each auxiliary head against masks [B, H, W]."""
-        return {
-            f"loss_{name}": self.aux_weight * seg_cross_entropy(logits, masks, ignore_index=self.ignore_index)
-            for name, logits in aux.items()
-        }
+        return aux_cross_entropy(aux, masks, weight=self.aux_weight, ignore_index=self.ignore_index)
 
     def sbcb_sides(self) -> list[FeatureInfo]:
         """Spatial path at 1/2, 1/4, 1/8 (binary), then the FFM output or the encoder's last stage (semantic)."""
@@ -199,8 +181,7 @@ def bisenetv1(
         sbcb_semantic_side: See `BiSeNetV1`.
         aux_weight: Weight of each auxiliary loss.
     """
-    if output_stride not in (None, 32):
-        raise ValueError(f"BiSeNetV1 has output stride 32 only, got output_stride={output_stride}")
+    check_fixed_options("BiSeNetV1", output_stride=output_stride, own_backbone=False)
     backbone, channels, last_stage = _timm_encoder(encoder or "resnet18")
     return BiSeNetV1(
         backbone,
@@ -212,4 +193,12 @@ def bisenetv1(
     )
 
 
-__all__ = ["AttentionRefinement", "BiSeNetV1", "ContextPath", "FeatureFusion", "SpatialPath", "bisenetv1"]
+__all__ = [
+    "SEMANTIC_SIDES",
+    "AttentionRefinement",
+    "BiSeNetV1",
+    "ContextPath",
+    "FeatureFusion",
+    "SpatialPath",
+    "bisenetv1",
+]

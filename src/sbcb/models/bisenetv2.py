@@ -24,10 +24,8 @@ from torch import Tensor, nn
 from sbcb.contract import TrainOutput
 from sbcb.features import FeatureInfo
 from sbcb.layers import ConvNormAct, LayerFactory, get_act_layer, get_norm_layer
-from sbcb.models.registry import register_model
-from sbcb.models.seg_head import SegHead, seg_cross_entropy, upsample_to
-
-SEMANTIC_SIDES = ("aggregation", "context")
+from sbcb.models.registry import check_fixed_options, register_model
+from sbcb.models.seg_head import SEMANTIC_SIDES, SegHead, aux_cross_entropy, check_semantic_side, upsample_to
 
 
 class DetailBranch(nn.Module):
@@ -235,14 +233,12 @@ class BiSeNetV2(nn.Module):
         act_layer: str | LayerFactory = "relu",
     ) -> None:
         super().__init__()
-        if sbcb_semantic_side not in SEMANTIC_SIDES:
-            raise ValueError(f"sbcb_semantic_side must be one of {SEMANTIC_SIDES}, got {sbcb_semantic_side!r}")
         if detail_channels[-1] != semantic_channels[-1]:
             raise ValueError("the BGA needs the detail and semantic branches to end with the same width")
         kw = {"norm_layer": norm_layer, "act_layer": act_layer}
         self.num_classes = num_classes
         self.aux_weight = aux_weight
-        self.sbcb_semantic_side = sbcb_semantic_side
+        self.sbcb_semantic_side = check_semantic_side(sbcb_semantic_side)
         self.ignore_index = ignore_index
         self.detail = DetailBranch(tuple(detail_channels), **kw)
         self.semantic = SemanticBranch(tuple(semantic_channels), expansion=expansion, **kw)
@@ -273,10 +269,7 @@ class BiSeNetV2(nn.Module):
 
     def auxiliary_losses(self, aux: dict[str, Tensor], masks: Tensor) -> dict[str, Tensor]:
         """``loss_aux_stem`` .. ``loss_aux_stage5``: weighted CE of each booster against masks [B, H, W]."""
-        return {
-            f"loss_{name}": self.aux_weight * seg_cross_entropy(logits, masks, ignore_index=self.ignore_index)
-            for name, logits in aux.items()
-        }
+        return aux_cross_entropy(aux, masks, weight=self.aux_weight, ignore_index=self.ignore_index)
 
     def sbcb_sides(self) -> list[FeatureInfo]:
         """Detail stages 1, 2, 3 (1/2, 1/4, 1/8; binary), then the BGA output or the CE block (semantic)."""
@@ -306,14 +299,12 @@ def bisenetv2(
         sbcb_semantic_side: See `BiSeNetV2`.
         aux_weight: Weight of each booster loss.
     """
-    if encoder is not None:
-        raise ValueError(f"BiSeNetV2 has its own backbone; leave encoder unset (got {encoder!r})")
-    if output_stride not in (None, 32):
-        raise ValueError(f"BiSeNetV2 has output stride 32 only, got output_stride={output_stride}")
+    check_fixed_options("BiSeNetV2", encoder=encoder, output_stride=output_stride)
     return BiSeNetV2(num_classes=num_classes, sbcb_semantic_side=sbcb_semantic_side, aux_weight=aux_weight)
 
 
 __all__ = [
+    "SEMANTIC_SIDES",
     "BiSeNetV2",
     "BilateralGuidedAggregation",
     "ContextEmbedding",

@@ -23,6 +23,8 @@ from torch import Tensor
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# GSCNN's hysteresis thresholds on 0..255 images (its data loader calls cv2.Canny(img, 10, 100))
+CANNY_LOW, CANNY_HIGH = 10.0, 100.0
 
 
 def denormalize(images: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
@@ -35,8 +37,8 @@ def denormalize(images: Tensor, mean: Sequence[float], std: Sequence[float]) -> 
 def cv2_canny(
     images: Tensor,
     *,
-    low: float = 10.0,
-    high: float = 100.0,
+    low: float = CANNY_LOW,
+    high: float = CANNY_HIGH,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
 ) -> Tensor:
@@ -54,11 +56,11 @@ def cv2_canny(
 def torch_canny(
     images: Tensor,
     *,
-    low: float = 10.0,
-    high: float = 100.0,
+    low: float = CANNY_LOW,
+    high: float = CANNY_HIGH,
+    hysteresis_steps: int = 8,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
-    hysteresis_steps: int = 8,
 ) -> Tensor:
     """Canny in torch ops (exportable), approximating `cv2_canny`; same arguments, same output."""
     with torch.no_grad():

@@ -12,13 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sbcb.models.encoder_decoder import (
-    EncoderDecoder,
-    FCNHead,
-    build_encoder,
-    decode_inputs,
-    segmentor,
-)
+from sbcb.models.encoder_decoder import EncoderDecoder, FCNHead, build_encoder, context_head, decode_inputs, segmentor
 from sbcb.models.registry import register_model
 
 
@@ -70,17 +64,12 @@ class RecurrentCrissCross(nn.Module):
         return x
 
 
-def cc_head(in_channels: int, num_classes: int, *, channels: int = 512, recurrence: int = 2, dropout: float = 0.1):
-    """mmseg's CCHead: `FCNHead` (two 3x3 convs, input concat) with recurrent criss-cross after the first conv."""
-    return FCNHead(
-        in_channels,
-        num_classes,
-        channels=channels,
-        num_convs=2,
-        concat_input=True,
-        dropout=dropout,
-        context_block=RecurrentCrissCross(channels, recurrence=recurrence),
-    )
+def cc_head(
+    in_channels: int, num_classes: int, *, channels: int = 512, recurrence: int = 2, dropout: float = 0.1
+) -> FCNHead:
+    """mmseg's CCHead: `context_head` (two 3x3 convs, input concat) with recurrent criss-cross after the first conv."""
+    block = RecurrentCrissCross(channels, recurrence=recurrence)
+    return context_head(in_channels, num_classes, block, channels=channels, dropout=dropout)
 
 
 @register_model("ccnet")
@@ -94,16 +83,11 @@ def ccnet(
     dropout: float = 0.1,
     aux_head: bool = False,
 ) -> EncoderDecoder:
-    """CCNet on a timm encoder (default: ResNet-101 d8, paper Tab. 12).
+    """CCNet on a timm encoder (default ``resnet101``: ResNet-101 d8, paper Tab. 12). Arguments shared by the
+    encoder-decoder factories: see `sbcb.models.encoder_decoder`.
 
     Args:
-        num_classes: K.
-        encoder: timm model name (None = ``resnet101``).
-        output_stride: Encoder output stride (None = 8, the paper's d8; HRNet: its own).
-        channels: Width of the head.
         recurrence: Criss-cross steps with shared weights.
-        dropout: Dropout before the classifier.
-        aux_head: Add mmseg's FCN auxiliary head on the penultimate level (off in the paper's SBCB recipes).
     """
     enc = build_encoder(encoder or "resnet101", output_stride)
     inputs = decode_inputs(enc)

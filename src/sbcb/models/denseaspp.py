@@ -85,16 +85,14 @@ def denseaspp(
     dropout: float = 0.1,
     aux_head: bool = False,
 ) -> EncoderDecoder:
-    """DenseASPP on a timm encoder (default: ResNet-50 d8, paper Tab. 11).
+    """DenseASPP on a timm encoder (default ``resnet50``: ResNet-50 d8, paper Tab. 11; ``densenet169`` is dilated to
+    output stride 8 here, DenseASPP's setting). Arguments shared by the encoder-decoder factories: see
+    `sbcb.models.encoder_decoder`.
 
     Args:
-        num_classes: K.
-        encoder: timm model name (None = ``resnet50``; ``densenet169`` is dilated to output stride 8 here).
-        output_stride: Encoder output stride (None = 8, DenseASPP's setting).
         hidden_channels: Width of each layer's 1x1 conv (DenseASPP code: 512 for DenseNet-161, 336 for -169).
         growth_channels: Output channels of each atrous layer (128 for DenseNet-161, 168 for -169).
         dropout: Dropout of each layer and before the classifier.
-        aux_head: Add mmseg's FCN auxiliary head on the penultimate level.
     """
     enc = build_encoder(encoder or "resnet50", output_stride)
     inputs = decode_inputs(enc)

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sbcb.layers import ConvNormAct
-from sbcb.models.encoder_decoder import EncoderDecoder, FCNHead, build_encoder, decode_inputs, segmentor
+from sbcb.models.encoder_decoder import EncoderDecoder, build_encoder, context_head, decode_inputs, segmentor
 from sbcb.models.registry import register_model
 
 
@@ -63,28 +63,15 @@ def dnlnet(
     dropout: float = 0.1,
     aux_head: bool = False,
 ) -> EncoderDecoder:
-    """DNLNet on a timm encoder (default: ResNet-101 d8, paper Tab. 12).
+    """DNLNet on a timm encoder (default ``resnet101``: ResNet-101 d8, paper Tab. 12). Arguments shared by the
+    encoder-decoder factories: see `sbcb.models.encoder_decoder`.
 
     Args:
-        num_classes: K.
-        encoder: timm model name (None = ``resnet101``).
-        output_stride: Encoder output stride (None = 8, the paper's d8; HRNet: its own).
-        channels: Head width.
         reduction: Embedding channels = channels / reduction.
         temperature: Softmax temperature of the pairwise term.
-        dropout: Dropout before the classifier.
-        aux_head: Add mmseg's FCN auxiliary head on the penultimate level (off in the paper's SBCB recipes).
     """
     enc = build_encoder(encoder or "resnet101", output_stride)
     inputs = decode_inputs(enc)
     block = DisentangledNonLocal(channels, reduction=reduction, temperature=temperature)
-    head = FCNHead(
-        inputs.channels[0],
-        num_classes,
-        channels=channels,
-        num_convs=2,
-        concat_input=True,
-        dropout=dropout,
-        context_block=block,
-    )
+    head = context_head(inputs.channels[0], num_classes, block, channels=channels, dropout=dropout)
     return segmentor(enc, head, inputs, num_classes=num_classes, aux_head=aux_head)

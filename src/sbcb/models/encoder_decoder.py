@@ -11,6 +11,16 @@ input of the decode head (OCR's soft object regions), so it also runs at inferen
 
 The segmentor declares the paper's SBD sides (`sbcb_sides`: ResNet-like five-level backbones levels 1, 2, 3, 5;
 HRNet the stem and stages 2-4 resize-concatenated, spec §5.4), so ``SBCB(model, num_classes=K)`` needs no ``sides=``.
+
+The model factories built on this module (``ann``, ``ccnet``, ``denseaspp``, ``dnlnet``, ``gcnet``, ``ocr``) share
+these keyword arguments, documented here once:
+
+- ``num_classes``: K.
+- ``encoder``: timm model name; None = the model's paper setting (named in its docstring).
+- ``output_stride``: encoder output stride; None = 8 (the paper's d8), or HRNet's own 1/4 branch.
+- ``channels``: width of the decode head (mmseg: 512).
+- ``dropout``: Dropout2d before the classifier (mmseg: 0.1).
+- ``aux_head``: add mmseg's FCN auxiliary head on the penultimate level (off in the paper's SBCB recipes).
 """
 
 from __future__ import annotations
@@ -151,6 +161,22 @@ class FCNHead(nn.Module):
         return self.classifier(self.dropout(self.features(x)))
 
 
+def context_head(
+    in_channels: int, num_classes: int, context_block: nn.Module, *, channels: int = 512, dropout: float = 0.1
+) -> FCNHead:
+    """mmseg's CCHead / GCHead / DNLHead: the FCN decode head (two 3x3 convs to `channels`, input concat) with
+    `context_block` ([B, channels, h, w] -> same shape) after the first conv."""
+    return FCNHead(
+        in_channels,
+        num_classes,
+        channels=channels,
+        num_convs=2,
+        concat_input=True,
+        dropout=dropout,
+        context_block=context_block,
+    )
+
+
 def fcn_aux_head(in_channels: int, num_classes: int) -> FCNHead:
     """mmseg's auxiliary FCN head (on layer3 for ResNets): 3x3 conv to 256 + BN + ReLU, dropout 0.1, 1x1 classifier."""
     return FCNHead(in_channels, num_classes, channels=256, num_convs=1, kernel_size=3, dropout=0.1)
@@ -208,6 +234,29 @@ class EncoderDecoder(nn.Module):
         self.aux_weight = aux_weight
         self.cascade = cascade
         self.ignore_index = ignore_index
+
+    @classmethod
+    def from_inputs(
+        cls,
+        encoder: nn.Module,
+        decode_head: nn.Module,
+        inputs: DecodeInputs,
+        *,
+        aux_head: nn.Module | None = None,
+        aux_weight: float = 0.4,
+        cascade: bool = False,
+    ) -> EncoderDecoder:
+        """The segmentor with the level choice of `inputs` (see `decode_inputs`); other arguments as `__init__`."""
+        return cls(
+            encoder,
+            decode_head,
+            decode_levels=inputs.levels,
+            concat_levels=inputs.concat,
+            aux_head=aux_head,
+            aux_levels=inputs.aux_levels,
+            aux_weight=aux_weight,
+            cascade=cascade,
+        )
 
     def _select(self, features: list[Tensor], levels: tuple[int, ...]) -> list[Tensor]:
         chosen = [features[i] for i in levels]
@@ -311,11 +360,4 @@ def segmentor(
 ) -> EncoderDecoder:
     """`EncoderDecoder` with `inputs`' level choice and, when `aux_head`, mmseg's FCN auxiliary head."""
     aux = fcn_aux_head(inputs.aux_channels, num_classes) if aux_head else None
-    return EncoderDecoder(
-        encoder,
-        decode_head,
-        decode_levels=inputs.levels,
-        concat_levels=inputs.concat,
-        aux_head=aux,
-        aux_levels=inputs.aux_levels,
-    )
+    return EncoderDecoder.from_inputs(encoder, decode_head, inputs, aux_head=aux)

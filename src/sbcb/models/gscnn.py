@@ -195,9 +195,10 @@ class GSCNN(nn.Module):
         atrous_rates: None = (6, 12, 18) x 16 / output stride.
         low_level_channels: Reduction of the stride-4 feature (GSCNN: 48).
         edge_weight: None = 20 (binary) or 5 (SBD).
-        att_weight, dual_weight: Weights of the two dual-task terms (GSCNN: 1, 1).
-        att_threshold: Edge probability above which the edge-attention CE counts a pixel (GSCNN: 0.8).
-        dual_tau, dual_gumbel: See `dual_task_loss`.
+        att_weight, att_threshold: Weight of the edge-attention CE (GSCNN: 1) and the edge probability above which
+            it counts a pixel (GSCNN: 0.8).
+        dual_weight, dual_gumbel, dual_tau: Weight of the dual-task term (GSCNN: 1); the other two: see
+            `dual_task_loss`.
         radius, ignore_index: Boundary GT band radius and ignore label (as `sbcb.SBCB`).
         mean, std: Input normalization, undone for Canny.
     """
@@ -215,10 +216,10 @@ class GSCNN(nn.Module):
         low_level_channels: int = 48,
         edge_weight: float | None = None,
         att_weight: float = 1.0,
-        dual_weight: float = 1.0,
         att_threshold: float = 0.8,
-        dual_tau: float = 0.5,
+        dual_weight: float = 1.0,
         dual_gumbel: bool = True,
+        dual_tau: float = 0.5,
         radius: float = 2.0,
         ignore_index: int = 255,
         mean: Sequence[float] = IMAGENET_MEAN,

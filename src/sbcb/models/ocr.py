@@ -95,13 +95,11 @@ def ocrnet(
     dropout: float | None = None,
     aux_weight: float = 0.4,
 ) -> EncoderDecoder:
-    """OCRNet on a timm encoder (default: HRNet-W48, paper Tab. 11; ``resnet101`` gives the Tab. 12 row).
+    """OCRNet on a timm encoder (default ``hrnet_w48``: HRNet-W48, paper Tab. 11; ``resnet101`` gives the Tab. 12
+    row). The soft object regions are its auxiliary head, always built. Arguments shared by the encoder-decoder
+    factories: see `sbcb.models.encoder_decoder`.
 
     Args:
-        num_classes: K.
-        encoder: timm model name (None = ``hrnet_w48``).
-        output_stride: Encoder output stride (None = 8 for ResNets, the paper's d8; HRNet: its own 1/4).
-        channels: OCR width.
         key_channels: Attention width.
         dropout: Dropout before both classifiers (None = mmseg: 0.1 on ResNets, none on HRNet).
         aux_weight: CE weight of the soft object regions (mmseg: 0.4).
@@ -116,13 +114,4 @@ def ocrnet(
         p = 0.1 if dropout is None else dropout
         regions = FCNHead(inputs.aux_channels, num_classes, channels=256, kernel_size=3, dropout=p)
     head = OCRHead(inputs.channels[0], num_classes, channels=channels, key_channels=key_channels, dropout=p)
-    return EncoderDecoder(
-        enc,
-        head,
-        decode_levels=inputs.levels,
-        concat_levels=inputs.concat,
-        aux_head=regions,
-        aux_levels=inputs.aux_levels,
-        aux_weight=aux_weight,
-        cascade=True,
-    )
+    return EncoderDecoder.from_inputs(enc, head, inputs, aux_head=regions, aux_weight=aux_weight, cascade=True)

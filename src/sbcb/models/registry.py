@@ -38,3 +38,18 @@ def register_model(name: str) -> Callable[[F], F]:
 def list_models() -> list[str]:
     """The registered sbcb model names, sorted."""
     return sorted(MODELS)
+
+
+def check_fixed_options(
+    model: str, *, encoder: str | None = None, output_stride: int | None = None, own_backbone: bool = True
+) -> None:
+    """Refuse the registry options a d32 real-time model fixes (BiSeNet, STDC): an output stride other than 32 and,
+    for a model with `own_backbone`, any `encoder`.
+
+    Raises:
+        ValueError: Naming `model` and the refused option.
+    """
+    if own_backbone and encoder is not None:
+        raise ValueError(f"{model} has its own backbone; leave encoder unset (got {encoder!r})")
+    if output_stride not in (None, 32):
+        raise ValueError(f"{model} has output stride 32 only, got output_stride={output_stride}")

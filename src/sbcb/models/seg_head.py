@@ -1,4 +1,5 @@
-"""The FCN-style segmentation head shared by sbcb's real-time models, and its cross-entropy.
+"""The FCN-style segmentation head shared by sbcb's real-time models, its cross-entropy, and the two BiSeNets'
+choice of SBCB semantic side.
 
 BiSeNet V1/V2 and STDC all end in (and supervise their auxiliary features with) the same small head: one or two
 3x3 conv + BN + ReLU, dropout, and a 1x1 classifier with a bias (mmseg ``FCNHead`` with ``concat_input=False``).
@@ -10,6 +11,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sbcb.layers import ConvNormAct, LayerFactory
+
+# where the BiSeNets tap SBCB's semantic side: the aggregation (FFM / BGA) output or the context branch's last stage
+SEMANTIC_SIDES = ("aggregation", "context")
+
+
+def check_semantic_side(side: str) -> str:
+    """`side` if it is one of `SEMANTIC_SIDES`, else a ValueError."""
+    if side not in SEMANTIC_SIDES:
+        raise ValueError(f"sbcb_semantic_side must be one of {SEMANTIC_SIDES}, got {side!r}")
+    return side
 
 
 class SegHead(nn.Module):
@@ -63,3 +74,13 @@ def seg_cross_entropy(logits: Tensor, masks: Tensor, *, ignore_index: int = 255)
     if logits.shape[-2:] != masks.shape[-2:]:
         logits = upsample_to(logits, masks.shape[-2:])
     return F.cross_entropy(logits.float(), masks.long(), ignore_index=ignore_index)
+
+
+def aux_cross_entropy(
+    aux: dict[str, Tensor], masks: Tensor, *, weight: float, ignore_index: int = 255
+) -> dict[str, Tensor]:
+    """``{"loss_<name>": weight * seg_cross_entropy}`` for each auxiliary logits map [B, K, h, w] in `aux`."""
+    return {
+        f"loss_{name}": weight * seg_cross_entropy(logits, masks, ignore_index=ignore_index)
+        for name, logits in aux.items()
+    }

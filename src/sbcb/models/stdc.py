@@ -18,19 +18,19 @@ stages 1-4 (1/2, 1/4, 1/8, 1/16), semantic side = the FFM output.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sbcb.contract import TrainOutput
 from sbcb.features import FeatureInfo
 from sbcb.layers import ConvNormAct, LayerFactory
-from sbcb.models.attention_fusion import AttentionRefinement, FeatureFusion
+from sbcb.models.attention_fusion import FeatureFusion, TopDownContext
 from sbcb.models.detail import detail_loss
-from sbcb.models.registry import register_model
-from sbcb.models.seg_head import SegHead, seg_cross_entropy, upsample_to
+from sbcb.models.registry import check_fixed_options, register_model
+from sbcb.models.seg_head import SegHead, aux_cross_entropy, upsample_to
 
 # modules per stage 3, 4, 5 (paper Tab. 1)
 STDC_DEPTHS = {"stdc1": (2, 2, 2), "stdc2": (4, 5, 3)}
@@ -113,7 +113,7 @@ class STDCNet(nn.Module):
         return outs
 
 
-class STDCSeg(nn.Module):
+class STDCSeg(TopDownContext, nn.Module):
     """STDC-Seg: STDC backbone + ARM/FFM context path + FCN head, with auxiliary and (optional) Detail heads.
 
     Args:
@@ -154,11 +154,7 @@ class STDCSeg(nn.Module):
         self.detail_weights = tuple(detail_weights)
         self.ignore_index = ignore_index
         self.backbone = backbone
-        self.global_context = ConvNormAct(c32, c, 1, **kw)
-        self.arm32 = AttentionRefinement(c32, c, **kw)
-        self.arm16 = AttentionRefinement(c16, c, **kw)
-        self.refine32 = ConvNormAct(c, c, 3, **kw)
-        self.refine16 = ConvNormAct(c, c, 3, **kw)
+        self.add_context_modules(c16, c32, c, **kw)  # BiSeNetV1's context path (`TopDownContext`)
         self.ffm = FeatureFusion(c8 + c, fuse_channels, **kw)
         # not "head": `sbcb.export` reads ONNX nodes under /head/ as the SBCB wrapper's SBD head
         self.decode_head = SegHead(fuse_channels, fuse_channels, num_classes, **kw)
@@ -168,10 +164,7 @@ class STDCSeg(nn.Module):
 
     def _features(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         _, _, x8, x16, x32 = self.backbone(images)
-        # pooled context is constant over the map: broadcasting equals mmseg's nearest upsampling of a 1x1 map
-        top = self.arm32(x32) + self.global_context(x32.mean(dim=(2, 3), keepdim=True))
-        context16 = self.refine32(F.interpolate(top, size=x16.shape[-2:], mode="nearest"))
-        context8 = self.refine16(F.interpolate(self.arm16(x16) + context16, size=x8.shape[-2:], mode="nearest"))
+        context8, context16 = self.top_down_context(x8, x16, x32)
         return self.ffm(x8, context8), context8, context16, x8
 
     def forward(self, images: Tensor) -> Tensor:
@@ -189,10 +182,8 @@ class STDCSeg(nn.Module):
 
     def auxiliary_losses(self, aux: dict[str, Tensor], masks: Tensor) -> dict[str, Tensor]:
         """``loss_aux_8``, ``loss_aux_16`` (CE) and ``loss_detail_bce``, ``loss_detail_dice`` (Detail Head)."""
-        losses = {
-            f"loss_{name}": self.aux_weight * seg_cross_entropy(aux[name], masks, ignore_index=self.ignore_index)
-            for name in ("aux_8", "aux_16")
-        }
+        ce = {name: aux[name] for name in ("aux_8", "aux_16")}
+        losses = aux_cross_entropy(ce, masks, weight=self.aux_weight, ignore_index=self.ignore_index)
         if "detail" in aux:
             bce, dice = self.detail_weights
             losses.update(detail_loss(aux["detail"], masks, bce_weight=bce, dice_weight=dice))
@@ -204,38 +195,30 @@ class STDCSeg(nn.Module):
         return [FeatureInfo(0, 0, name) for name in names]
 
 
-def _stdc(variant: str, num_classes: int, encoder: str | None, output_stride: int | None, **kw: Any) -> STDCSeg:
-    if encoder is not None:
-        raise ValueError(f"STDC has its own backbone; leave encoder unset (got {encoder!r})")
-    if output_stride not in (None, 32):
-        raise ValueError(f"STDC has output stride 32 only, got output_stride={output_stride}")
-    return STDCSeg(STDCNet(STDC_DEPTHS[variant]), num_classes=num_classes, **kw)
+def _stdc_factory(variant: str, backbone: str) -> Callable[..., STDCSeg]:
+    """The registry factory of one STDC variant; stdc1 and stdc2 differ only in their `STDC_DEPTHS` entry."""
+
+    def factory(
+        *,
+        num_classes: int,
+        encoder: str | None = None,
+        output_stride: int | None = None,
+        detail_head: bool = True,
+        aux_weight: float = 1.0,
+    ) -> STDCSeg:
+        check_fixed_options("STDC", encoder=encoder, output_stride=output_stride)
+        net = STDCNet(STDC_DEPTHS[variant])
+        return STDCSeg(net, num_classes=num_classes, detail_head=detail_head, aux_weight=aux_weight)
+
+    factory.__name__ = factory.__qualname__ = variant
+    factory.__doc__ = (
+        f"{variant.upper()}-Seg ({backbone} backbone; random init); ``detail_head=False`` for SBCB, as the paper."
+    )
+    return factory
 
 
-@register_model("stdc1")
-def stdc1(
-    *,
-    num_classes: int,
-    encoder: str | None = None,
-    output_stride: int | None = None,
-    detail_head: bool = True,
-    aux_weight: float = 1.0,
-) -> STDCSeg:
-    """STDC1-Seg (STDC813 backbone; random init). ``detail_head=False`` for SBCB, as the paper does."""
-    return _stdc("stdc1", num_classes, encoder, output_stride, detail_head=detail_head, aux_weight=aux_weight)
-
-
-@register_model("stdc2")
-def stdc2(
-    *,
-    num_classes: int,
-    encoder: str | None = None,
-    output_stride: int | None = None,
-    detail_head: bool = True,
-    aux_weight: float = 1.0,
-) -> STDCSeg:
-    """STDC2-Seg (STDC1446 backbone; random init). ``detail_head=False`` for SBCB, as the paper does."""
-    return _stdc("stdc2", num_classes, encoder, output_stride, detail_head=detail_head, aux_weight=aux_weight)
+stdc1 = register_model("stdc1")(_stdc_factory("stdc1", "STDC813"))
+stdc2 = register_model("stdc2")(_stdc_factory("stdc2", "STDC1446"))
 
 
 __all__ = ["STDCModule", "STDCNet", "STDCSeg", "stdc1", "stdc2"]

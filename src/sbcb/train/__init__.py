@@ -13,23 +13,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sbcb._lazy import lazy_getattr
+from sbcb._lazy import lazy_getattr, lazy_table
 
-_LAZY = {
-    "train": "sbcb.train.loop",
-    "TrainSettings": "sbcb.train.config",
-    "Config": "sbcb.train.config",
-    "run_training": "sbcb.train.run",
-    "TrainResult": "sbcb.train.loop",
-    "NonFiniteLossError": "sbcb.train.loop",
-    "evaluate": "sbcb.train.evaluate",
-    "predict_logits": "sbcb.train.evaluate",
-    "load_model": "sbcb.train.checkpoint",
-    "load_checkpoint": "sbcb.train.checkpoint",
-    "CheckpointManager": "sbcb.train.checkpoint",
-    "PolySchedule": "sbcb.train.schedule",
-    "poly_lr": "sbcb.train.schedule",
-}
+_LAZY = lazy_table(
+    {
+        "sbcb.train.loop": ["train", "TrainResult", "NonFiniteLossError"],
+        "sbcb.train.config": ["TrainSettings", "Config"],
+        "sbcb.train.run": ["run_training"],
+        "sbcb.train.evaluate": ["evaluate", "predict_logits"],
+        "sbcb.train.checkpoint": ["load_model", "load_checkpoint", "CheckpointManager"],
+        "sbcb.train.schedule": ["PolySchedule", "poly_lr"],
+    }
+)
 
 if TYPE_CHECKING:  # the names for type checkers and IDEs; at run time `__getattr__` imports on first use
     from sbcb.train.checkpoint import CheckpointManager as CheckpointManager
