@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/wrapper_overhead.py [--quick] [--full] [--threads N]
     .venv/bin/python benchmarks/wrapper_overhead.py --breakdown [--reps N] [--threads N]
     .venv/bin/python benchmarks/wrapper_overhead.py --rows [--reps N] [--threads N] [--only NAME]
+    .venv/bin/python benchmarks/wrapper_overhead.py --profile ROW [--steps N] [--threads N]
 
 `--rows` (issue 17) times whole training steps of the issue's four rows side by side: the baseline
 (`sbcb.Segmentor`) and SBCB through the same call, ``sum(net(images, masks).values()).backward()`` + an SGD
@@ -336,6 +337,67 @@ def step_rows(*, reps: int, warmup: int, threads: int | None, only: list[str] | 
     }
 
 
+def _train_step(net: torch.nn.Module, opt: torch.optim.Optimizer, x, mask, bands) -> None:
+    sum(net(x, mask, boundaries=bands).values()).backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+
+
+def profile_row(name: str, *, steps: int, threads: int | None, top: int = 15) -> list[str]:
+    """torch.profiler self-CPU time per op over `steps` training steps of a row: baseline vs SBCB (packed GT).
+
+    The ops are ranked by what SBCB adds (SBCB minus baseline self time, summed over the steps), so the table
+    reads as "where the overhead goes". One process, one thread count, baseline first, then SBCB.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    from sbcb import SBCB, Segmentor
+
+    arch, encoder, batch, size, k, row_threads = ROWS[name]
+    threads = threads or row_threads
+    torch.set_num_threads(threads)
+    x, mask, packed = row_batch(batch, size, k)
+    nets = {
+        "baseline": (Segmentor(build_row_model(arch, encoder, k), num_classes=k), None),
+        "sbcb": (SBCB(build_row_model(arch, encoder, k), num_classes=k), packed),
+    }
+    totals: dict[str, dict[str, float]] = {key: {} for key in nets}
+    wall: dict[str, float] = {key: 0.0 for key in nets}
+    for key, (net, bands) in nets.items():
+        net.train()
+        opt = torch.optim.SGD(net.parameters(), lr=1e-4, momentum=0.9)
+
+        _train_step(net, opt, x, mask, bands)  # warm-up outside the profile
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                _train_step(net, opt, x, mask, bands)
+            wall[key] = (time.perf_counter() - t0) / steps
+        for ev in prof.key_averages():
+            totals[key][ev.key] = totals[key].get(ev.key, 0.0) + ev.self_cpu_time_total / 1e6 / steps
+    extra = {op: totals["sbcb"].get(op, 0.0) - totals["baseline"].get(op, 0.0) for op in totals["sbcb"]}
+    lines = [
+        f"# Where the SBCB step's extra time goes: {name}",
+        "",
+        f"Command: `python benchmarks/wrapper_overhead.py --profile {name} --steps {steps}`; {threads} thread(s), "
+        f"torch.profiler self CPU time per step (profiler overhead included), load average at start "
+        f"{', '.join(f'{v:.1f}' for v in os.getloadavg())}.",
+        "",
+        f"Step under the profiler: baseline {wall['baseline']:.3f} s, SBCB (CASENet, packed GT) {wall['sbcb']:.3f} s "
+        f"(**{wall['sbcb'] / wall['baseline']:.2f}x**); summed self time: baseline "
+        f"{sum(totals['baseline'].values()):.3f} s, SBCB {sum(totals['sbcb'].values()):.3f} s.",
+        "",
+        "| op | baseline (ms) | SBCB (ms) | extra (ms) |",
+        "|---|---|---|---|",
+    ]
+    for op, d in sorted(extra.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(
+            f"| `{op}` | {1e3 * totals['baseline'].get(op, 0.0):.1f} | {1e3 * totals['sbcb'][op]:.1f} "
+            f"| {1e3 * d:+.1f} |"
+        )
+    return lines
+
+
 def rows_markdown(out: dict) -> list[str]:
     s = out["setting"]
     lines = [
@@ -374,7 +436,15 @@ def main() -> None:
     parser.add_argument("--breakdown", action="store_true", help="SBD head + loss alone: fast path vs reference")
     parser.add_argument("--rows", action="store_true", help="the issue-17 rows: whole training steps, side by side")
     parser.add_argument("--only", nargs="*", help="--rows: only rows whose name contains one of these")
+    parser.add_argument("--profile", choices=sorted(ROWS), help="profile one row's steps: where SBCB's time goes")
+    parser.add_argument("--steps", type=int, default=5, help="--profile: profiled steps per variant")
     args = parser.parse_args()
+    if args.profile:
+        lines = profile_row(args.profile, steps=args.steps, threads=args.threads)
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / f"step_profile_{args.profile}.md").write_text("\n".join(lines) + "\n")
+        print("\n".join(lines))
+        return
     if args.rows:
         threads = args.threads
         out = step_rows(reps=args.reps or 7, warmup=2, threads=threads, only=args.only)

@@ -6,10 +6,10 @@ the same validation images (mIoU, boundary F at 3 px, SBD mF for the SBCB model)
 and ``OUT/report.md``, ``OUT/results.json`` and pictures (prediction, SBD boundaries, error maps) are written. The
 run folders ``OUT/baseline`` and ``OUT/sbcb`` are ordinary `sbcb train` folders (resumable, evaluable).
 
-Sizing (issue 17): the default run trains DeepLabV3+ at output stride 16 for 150 iterations of batch 4 at 128x256,
-so both models train in about 3.5 minutes on 2 idle cores (README); an estimate timed on this machine, now, is
-printed before training. ``--long`` is the heavier comparison: output stride 8 (the paper's) and 300 iterations,
-about 15 minutes.
+Sizing (issue 17): the default run trains DeepLabV3+ at output stride 16 for 150 iterations of batch 4 at 128x256;
+the whole demo (both trainings, evaluation, pictures) took 183 s of wall time on an idle 2-core CPU (README). An
+estimate timed on this machine, now, is printed before training. ``--long`` is the heavier comparison: output
+stride 8 (the paper's) and 300 iterations, about 15 minutes.
 
 ``--render-only`` instead renders samples of the dataset (image | label colours | overlay with instance outlines).
 """
@@ -33,7 +33,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser = add_command(
         subparsers,
         "demo",
-        help="train a baseline and SBCB (CASENet) on synthetic streets and compare them (about 3.5 min on 2 idle "
+        help="train a baseline and SBCB (CASENet) on synthetic streets and compare them (3 min measured on 2 idle "
         "cores, estimate printed first; --long: the paper's output stride 8, about 15 min)",
         doc=__doc__,
     )
