@@ -8,6 +8,11 @@ For each input image ``NAME`` it writes into ``--out``:
   boundary probability where that probability is >= ``--boundary-threshold``, black elsewhere;
 - ``NAME_error.png`` (with ``--labels DIR`` holding ``NAME.png`` label maps): the image darkened, wrong pixels red,
   ignored pixels black.
+
+The run's own settings come from the checkpoint's configuration: its dataset's class colours, its training crop as
+the ``--mode slide`` window, and its image scale (a run trained at ``--image-scale 0.5`` predicts on the image
+rescaled by 0.5, as `sbcb eval` does). Every picture is written at the input image's size: the scores are resized
+back bilinearly before the argmax.
 """
 
 from __future__ import annotations
@@ -54,14 +59,14 @@ def _images(inputs: list[Path]) -> list[Path]:
     return found
 
 
-def _palette(cfg: dict, num_classes: int) -> tuple[list[tuple[int, int, int]], int]:
+def _palette(dataset: str | None, num_classes: int) -> tuple[list[tuple[int, int, int]], int]:
     """Class colours and ignore index of the checkpoint's dataset (a fixed random palette if unknown)."""
     import numpy as np
 
     try:
         from sbcb.data.registry import dataset_class
 
-        info = getattr(dataset_class(cfg.get("dataset", "")), "info", None)
+        info = getattr(dataset_class(dataset or ""), "info", None)
     except (KeyError, ImportError):
         info = None
     if info is not None and getattr(info, "num_classes", None) == num_classes:
@@ -74,11 +79,13 @@ def run(args: argparse.Namespace) -> int:
     import cv2
     import numpy as np
     import torch
+    import torch.nn.functional as F
 
     from sbcb.cli.errors import UserError
-    from sbcb.data.transforms import build_eval_transform
+    from sbcb.data.transforms import Compose, Rescale, build_eval_transform
     from sbcb.train.checkpoint import load_checkpoint, model_from_checkpoint
     from sbcb.train.evaluate import predict_logits, sbd_probabilities
+    from sbcb.train.run import config_of_checkpoint
     from sbcb.viz import colorize, overlay, save_png
 
     if args.out.exists() and not args.out.is_dir():
@@ -91,14 +98,19 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as e:
         raise UserError(str(e)) from None
     images = _images(args.inputs)
-    cfg = ckpt.get("config") or {}
     kwargs = ckpt["model"]["kwargs"]
     k = int(kwargs["num_classes"])
-    colors, ignore_index = _palette(cfg, k)
+    dataset, crop, scale = None, None, 1.0
+    if ckpt.get("config"):  # a checkpoint without its run's config (hand-made) predicts at the image's own scale
+        data = config_of_checkpoint(ckpt, source=str(args.checkpoint)).data
+        dataset, crop, scale = data.dataset, data.crop, data.image_scale
+    colors, ignore_index = _palette(dataset, k)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(device).eval()
     transform = build_eval_transform(k, ignore_index=ignore_index)
-    inference = inference_options(args, default_crop=cfg.get("crop"))
+    if scale != 1.0:
+        transform = Compose([Rescale(scale), transform])
+    inference = inference_options(args, default_crop=crop)
     for path in images:
         bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if bgr is None:
@@ -108,8 +120,12 @@ def run(args: argparse.Namespace) -> int:
         x = transform(rgb, dummy, None)["image"].unsqueeze(0).to(device)
         with torch.no_grad():
             scores = predict_logits(model, x, **inference)
-            pred = scores.argmax(1)[0].cpu().numpy().astype(np.uint8)
             probs = sbd_probabilities(model, x)
+            if tuple(scores.shape[-2:]) != rgb.shape[:2]:  # a run trained at another image scale
+                scores = F.interpolate(scores, size=rgb.shape[:2], mode="bilinear", align_corners=False)
+                if probs is not None:
+                    probs = F.interpolate(probs, size=rgb.shape[:2], mode="bilinear", align_corners=False)
+            pred = scores.argmax(1)[0].cpu().numpy().astype(np.uint8)
         stem = path.stem
         save_png(args.out / f"{stem}_label.png", pred)
         save_png(args.out / f"{stem}_overlay.png", overlay(rgb, colorize(pred, colors, ignore_index=ignore_index)))
