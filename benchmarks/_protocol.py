@@ -190,11 +190,11 @@ def evaluate_run(model: nn.Module, val_set: Any, *, num_classes: int, settings: 
         settings: Shared settings.
 
     Returns:
-        The `sbcb.train.evaluate.evaluate` metrics (fractions); ``sbd_mf`` is None without a semantic SBD head
+        The `sbcb.train.evaluation.evaluate` metrics (fractions); ``sbd_mf`` is None without a semantic SBD head
         (baseline, FCN-aux and BBCB, whose 1-channel head has no per-class output).
     """
     from sbcb.models import strip_model
-    from sbcb.train.evaluate import evaluate
+    from sbcb.train.evaluation import evaluate
 
     seg = evaluate(strip_model(model), val_set, num_classes=num_classes, sbd=False, progress=False)
     head = getattr(model, "head", None)
@@ -208,7 +208,7 @@ def evaluate_run(model: nn.Module, val_set: Any, *, num_classes: int, settings: 
 def padded_forward(fn: Callable[[torch.Tensor], Any], image: torch.Tensor, divisor: int = 32) -> tuple[Any, int, int]:
     """``fn`` on ``image`` [B, C, H, W] zero-padded (bottom/right) to a multiple of ``divisor``; returns (out, H, W).
 
-    Zero is the mean colour after normalisation, as in `sbcb.train.evaluate`; CamVid's 360 rows are not a
+    Zero is the mean colour after normalisation, as in `sbcb.train.evaluation`; CamVid's 360 rows are not a
     multiple of the ResNet's stride 32.
     """
     h, w = image.shape[-2:]
@@ -230,7 +230,7 @@ def sbd_scores(model: nn.Module, val_set: Any, *, num_classes: int, settings: Co
         (mean ODS F, [K] ODS F), fractions.
     """
     from sbcb.metrics.sbd import SBDEvaluator
-    from sbcb.train.evaluate import dense_boundaries
+    from sbcb.train.evaluation import dense_boundaries
 
     evaluator = SBDEvaluator(num_classes, thresholds=settings.train.sbd_thresholds)
     device = next(model.parameters()).device

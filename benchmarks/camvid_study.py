@@ -393,7 +393,7 @@ def evaluate_run(protocol: Protocol, cfg: Any, out: Path) -> dict[str, Any]:
     from sbcb.metrics.boundary_f import boundary_fscore
     from sbcb.models import strip_model
     from sbcb.train.checkpoint import load_model
-    from sbcb.train.evaluate import predict_logits
+    from sbcb.train.evaluation import predict_logits
     from sbcb.train.run import build_datasets
 
     ckpt = out / "last.pt"

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import ast
 import importlib
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -29,10 +31,17 @@ def test_type_checking_imports_match_the_lazy_table(package):
     module = importlib.import_module(package)
     assert _type_checking_imports(package) == module._LAZY
     for name, source in module._LAZY.items():
-        if name == source.rsplit(".", 1)[1]:
-            # `sbcb.train.evaluate` is also a submodule: once it is imported, Python sets the package attribute to
-            # the module and `__getattr__` is no longer asked (a known trap; use sbcb.train.evaluate.evaluate)
-            continue
+        # A public name must not also be a submodule of its package: once the submodule is imported, Python sets
+        # the package attribute to the module and `from package import name` returns the module, not the name.
+        assert name != source.rsplit(".", 1)[1], (package, name)
         assert getattr(module, name) is getattr(importlib.import_module(source), name)
     with pytest.raises(AttributeError, match=f"module '{package}' has no attribute 'nope'"):
         _ = module.nope
+
+
+def test_from_sbcb_train_import_evaluate_is_the_function():
+    # In a fresh interpreter (nothing imported yet): the documented `from sbcb.train import evaluate` used to return
+    # the module `sbcb.train.evaluate` (the function's submodule had the same name).
+    code = "from sbcb.train import evaluate; import inspect; print(inspect.isfunction(evaluate))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "True"

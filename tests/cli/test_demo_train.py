@@ -7,7 +7,7 @@ import torch
 
 from sbcb.cli.main import main
 from sbcb.train.checkpoint import load_model
-from sbcb.train.evaluate import evaluate
+from sbcb.train.evaluation import evaluate
 
 pytest.importorskip("segmentation_models_pytorch")
 

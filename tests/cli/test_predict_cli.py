@@ -21,7 +21,7 @@ def test_predict_applies_the_runs_image_scale_and_palette(tmp_path):
     from sbcb.data.synthetic import SyntheticStreets
     from sbcb.data.transforms import Rescale, build_eval_transform
     from sbcb.train.checkpoint import load_model
-    from sbcb.train.evaluate import predict_logits
+    from sbcb.train.evaluation import predict_logits
     from sbcb.viz import colorize, overlay, read_png, save_png
 
     threads = torch.get_num_threads()

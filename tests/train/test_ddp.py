@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from sbcb.train.checkpoint import load_checkpoint
-from sbcb.train.evaluate import evaluate
+from sbcb.train.evaluation import evaluate
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_loop import Blobs, Tiny  # noqa: E402

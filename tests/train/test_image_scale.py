@@ -13,7 +13,7 @@ from sbcb.cli.main import main
 from sbcb.data.transforms import Rescale
 from sbcb.train.checkpoint import load_checkpoint, load_model
 from sbcb.train.config import Config, ConfigError
-from sbcb.train.evaluate import evaluate
+from sbcb.train.evaluation import evaluate
 from sbcb.train.run import build_datasets, config_of_checkpoint
 
 pytest.importorskip("torchvision")

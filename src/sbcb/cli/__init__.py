@@ -35,7 +35,7 @@ def add_inference_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def inference_options(args: argparse.Namespace, *, default_crop: Sequence[int] | None) -> dict[str, Any]:
-    """The keyword options ``mode``, ``crop``, ``stride``, ``scales``, ``flip`` of `sbcb.train.evaluate.evaluate`
+    """The keyword options ``mode``, ``crop``, ``stride``, ``scales``, ``flip`` of `sbcb.train.evaluation.evaluate`
     and `predict_logits`, from the flags of `add_inference_arguments`.
 
     Args:

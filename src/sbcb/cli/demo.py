@@ -111,7 +111,7 @@ def _pictures(models: dict[str, Any], val_set: Any, info: Any, out: Path, count:
     import numpy as np
     import torch
 
-    from sbcb.train.evaluate import sbd_probabilities
+    from sbcb.train.evaluation import sbd_probabilities
     from sbcb.viz import colorize, save_png, side_by_side
 
     written = []
@@ -194,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
 
     from sbcb.data.synthetic import SyntheticStreets
     from sbcb.train.config import Config
-    from sbcb.train.evaluate import evaluate, to_jsonable
+    from sbcb.train.evaluation import evaluate, to_jsonable
     from sbcb.train.run import run_training
 
     size = list(args.size) if args.size is not None else [128, 256]

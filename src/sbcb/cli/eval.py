@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from sbcb.cli.errors import UserError
     from sbcb.train import distributed as D
     from sbcb.train.checkpoint import load_checkpoint, model_from_checkpoint
-    from sbcb.train.evaluate import evaluate, format_report, plot_pr_curves, to_jsonable
+    from sbcb.train.evaluation import evaluate, format_report, plot_pr_curves, to_jsonable
     from sbcb.train.run import build_datasets, config_of_checkpoint, has_sbd_head
 
     if args.out is not None and args.out.exists() and not args.out.is_dir():

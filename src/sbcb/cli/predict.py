@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     from sbcb.cli.errors import UserError
     from sbcb.data.transforms import Compose, Rescale, build_eval_transform
     from sbcb.train.checkpoint import load_checkpoint, model_from_checkpoint
-    from sbcb.train.evaluate import predict_logits, sbd_probabilities
+    from sbcb.train.evaluation import predict_logits, sbd_probabilities
     from sbcb.train.run import config_of_checkpoint
     from sbcb.viz import colorize, overlay, save_png
 

@@ -20,7 +20,7 @@ _LAZY = lazy_table(
         "sbcb.train.loop": ["train", "TrainResult", "NonFiniteLossError"],
         "sbcb.train.config": ["TrainSettings", "Config"],
         "sbcb.train.run": ["run_training"],
-        "sbcb.train.evaluate": ["evaluate", "predict_logits"],
+        "sbcb.train.evaluation": ["evaluate", "predict_logits"],
         "sbcb.train.checkpoint": ["load_model", "load_checkpoint", "CheckpointManager"],
         "sbcb.train.schedule": ["PolySchedule", "poly_lr"],
     }
@@ -32,8 +32,8 @@ if TYPE_CHECKING:  # the names for type checkers and IDEs; at run time `__getatt
     from sbcb.train.checkpoint import load_model as load_model
     from sbcb.train.config import Config as Config
     from sbcb.train.config import TrainSettings as TrainSettings
-    from sbcb.train.evaluate import evaluate as evaluate
-    from sbcb.train.evaluate import predict_logits as predict_logits
+    from sbcb.train.evaluation import evaluate as evaluate
+    from sbcb.train.evaluation import predict_logits as predict_logits
     from sbcb.train.loop import NonFiniteLossError as NonFiniteLossError
     from sbcb.train.loop import TrainResult as TrainResult
     from sbcb.train.loop import train as train

@@ -36,7 +36,7 @@ from sbcb.segmentor import Segmentor
 from sbcb.train import distributed as D
 from sbcb.train.checkpoint import FORMAT, CheckpointManager, load_checkpoint, rng_state, set_rng_state, versions
 from sbcb.train.config import TrainSettings
-from sbcb.train.evaluate import evaluate
+from sbcb.train.evaluation import evaluate
 from sbcb.train.sampler import SeededDataset, StreamSampler
 from sbcb.train.schedule import PolySchedule
 
@@ -339,7 +339,7 @@ def train(
         resume: A checkpoint to continue from.
         dist_info: From `init_distributed`; default single process on the CPU.
         progress: Show a tqdm bar on rank 0.
-        evaluate_fn: Validation function (default `sbcb.train.evaluate.evaluate`).
+        evaluate_fn: Validation function (default `sbcb.train.evaluation.evaluate`).
         eval_options: Extra keyword arguments for it (e.g. ``{"mode": "slide", "crop": (512, 512)}``).
         collate_fn: DataLoader collate function (default: torch's).
         logger: ``"csv"`` (``train_log.csv``, ``val_log.csv``) or ``"tensorboard"`` (the same rows also as

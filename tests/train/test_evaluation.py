@@ -1,4 +1,4 @@
-"""Inference modes and metric plumbing of `sbcb.train.evaluate`, against independent references."""
+"""Inference modes and metric plumbing of `sbcb.train.evaluation`, against independent references."""
 
 import math
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from sbcb.train.evaluate import evaluate, format_report, predict_logits, slide_logits
+from sbcb.train.evaluation import evaluate, format_report, predict_logits, slide_logits
 
 
 class PerPixel(nn.Module):
@@ -145,7 +145,7 @@ def test_sbd_probabilities_pad_sizes_the_encoder_cannot_divide():
     # same probabilities as running the padded image directly and cropping by hand (an independent reference).
     smp = pytest.importorskip("segmentation_models_pytorch")
     from sbcb import SBCB
-    from sbcb.train.evaluate import sbd_probabilities
+    from sbcb.train.evaluation import sbd_probabilities
 
     torch.manual_seed(0)
     net = SBCB(smp.FPN("resnet18", encoder_weights=None, encoder_depth=5, classes=3), num_classes=3).eval()
