@@ -272,6 +272,12 @@ def row_batch(batch: int, size: tuple[int, int], k: int) -> tuple[torch.Tensor, 
     return (images - 0.5) / 0.25, torch.from_numpy(masks), torch.from_numpy(packed)
 
 
+def _train_step(net: torch.nn.Module, opt: torch.optim.Optimizer, x, mask, bands) -> None:
+    sum(net(x, mask, boundaries=bands).values()).backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+
+
 def bench_row(name: str, *, reps: int, warmup: int, threads: int | None) -> dict:
     from sbcb import SBCB, Segmentor
 
@@ -293,10 +299,7 @@ def bench_row(name: str, *, reps: int, warmup: int, threads: int | None) -> dict
     def step(key: str) -> tuple[float, float]:
         net, given = nets[key]
         w0, c0 = time.perf_counter(), time.process_time()
-        losses = net(x, mask, boundaries=packed if given else None)
-        sum(losses.values()).backward()
-        optimizers[key].step()
-        optimizers[key].zero_grad(set_to_none=True)
+        _train_step(net, optimizers[key], x, mask, packed if given else None)
         return time.perf_counter() - w0, time.process_time() - c0
 
     for net, _ in nets.values():
@@ -337,12 +340,6 @@ def step_rows(*, reps: int, warmup: int, threads: int | None, only: list[str] | 
     }
 
 
-def _train_step(net: torch.nn.Module, opt: torch.optim.Optimizer, x, mask, bands) -> None:
-    sum(net(x, mask, boundaries=bands).values()).backward()
-    opt.step()
-    opt.zero_grad(set_to_none=True)
-
-
 def profile_row(name: str, *, steps: int, threads: int | None, top: int = 15) -> list[str]:
     """torch.profiler self-CPU time per op over `steps` training steps of a row: baseline vs SBCB (packed GT).
 
@@ -361,8 +358,8 @@ def profile_row(name: str, *, steps: int, threads: int | None, top: int = 15) ->
         "baseline": (Segmentor(build_row_model(arch, encoder, k), num_classes=k), None),
         "sbcb": (SBCB(build_row_model(arch, encoder, k), num_classes=k), packed),
     }
-    totals: dict[str, dict[str, float]] = {key: {} for key in nets}
-    wall: dict[str, float] = {key: 0.0 for key in nets}
+    totals: dict[str, dict[str, float]] = {}  # op -> self CPU seconds per step
+    wall: dict[str, float] = {}
     for key, (net, bands) in nets.items():
         net.train()
         opt = torch.optim.SGD(net.parameters(), lr=1e-4, momentum=0.9)
@@ -373,8 +370,7 @@ def profile_row(name: str, *, steps: int, threads: int | None, top: int = 15) ->
             for _ in range(steps):
                 _train_step(net, opt, x, mask, bands)
             wall[key] = (time.perf_counter() - t0) / steps
-        for ev in prof.key_averages():
-            totals[key][ev.key] = totals[key].get(ev.key, 0.0) + ev.self_cpu_time_total / 1e6 / steps
+        totals[key] = {ev.key: ev.self_cpu_time_total / 1e6 / steps for ev in prof.key_averages()}
     extra = {op: totals["sbcb"].get(op, 0.0) - totals["baseline"].get(op, 0.0) for op in totals["sbcb"]}
     lines = [
         f"# Where the SBCB step's extra time goes: {name}",
