@@ -83,7 +83,7 @@ def _row(study, protocol, variant, iters, seed, miou):
 
 
 def test_schedule_rule(study):
-    protocol = study.PRESETS["cpu"]  # ladder 2000, 4000, 8000, 16000; probe seeds 0, 1; 1 point
+    protocol = study.PRESETS["cpu"]  # ladder 2000, 4000, 8000; probe seeds 0, 1; 1 point
     rows = []
     d = study.schedule_decision(protocol, rows, "lraspp")
     assert d["chosen"] is None and [(s.iters, s.seed) for s in d["needed"]] == [(2000, 0), (2000, 1), (4000, 0),
@@ -105,7 +105,32 @@ def test_schedule_rule(study):
     # a ladder that never flattens ends at the budget limit
     big = [_row(study, protocol, "baseline", n, s, 0.1 * i) for i, n in enumerate(protocol.ladder) for s in (0, 1)]
     d = study.schedule_decision(protocol, big, "lraspp")
-    assert d["chosen"] == 16000 and d["reason"].startswith("budget limit")
+    assert d["chosen"] == 8000 and d["reason"].startswith("budget limit")
+
+
+def test_amended_ladder_keeps_earlier_runs(study, tmp_path):
+    protocol = study.PRESETS["cpu"]
+    # the hash the first runs were tagged with (committed result lines) is this protocol with the old ladder
+    # alone: nothing that trains or evaluates a run changed
+    old = dataclasses.replace(protocol, ladder=(2000, 4000, 8000, 16000))
+    assert old.hash() == "df30ca8cd931" and protocol.accepted_hashes() == (protocol.hash(), "df30ca8cd931")
+    path = tmp_path / "runs.jsonl"
+    rows = [{**_row(study, protocol, "baseline", n, s, m), "protocol_hash": "df30ca8cd931"}
+            for n, s, m in [(2000, 0, 0.40), (2000, 1, 0.42), (4000, 0, 0.45), (4000, 1, 0.47), (8000, 0, 0.48),
+                            (8000, 1, 0.50)]]  # fmt: skip
+    rows.append({**_row(study, protocol, "casenet", 8000, 0, 0.9), "protocol_hash": "0123456789ab"})  # other
+    for row in rows:
+        study.append_row(path, row)
+    read = study.read_rows(path, protocol)
+    assert len(read) == 6  # the foreign-hash line is not this protocol's
+    # 4000 -> 8000 gained ((0.48 - 0.45) + (0.50 - 0.47)) / 2 = 3 points and 8000 is the last rung: budget limit
+    d = study.schedule_decision(protocol, read, "lraspp")
+    assert d["chosen"] == 8000 and d["reason"].startswith("budget limit") and "+3.00" in d["reason"]
+    todo = study.next_runs(protocol, read)
+    assert [(s.variant, s.seed) for s in todo][:3] == [("casenet", 0), ("casenet", 1), ("baseline", 2)]
+    assert len(todo) == 8
+    # the amendment survives the child process's JSON round trip
+    assert study.protocol_from_dict(json.loads(json.dumps(dataclasses.asdict(protocol)))) == protocol
 
 
 def test_seed_pairing_same_init_stream_and_schedule(study, camvid, tmp_path):
