@@ -54,8 +54,12 @@ baseline 1.4 s, SBCB CASENet 3.9 s per step; one validation about 45 s. A second
 6.6 s / 3.9 s, so the machine's load, not the model, dominates these numbers; issue 17 makes the SBCB step
 cheaper.) Expected wall time with two runs in parallel, validation included, by the outcome of the schedule rule
 (``plan --step-seconds 1.4 3.9``): N = 2000: 10 h, N = 4000: 20 h, N = 8000: 41 h, budget limit N = 16000: 69 h;
-on an idle machine about half that. ``plan`` prints the same estimate for the remaining runs (``--measure``
-measures the steps now).
+on an idle machine about half that. Measured again on 2026-12-06 with two runs in parallel and little else
+running: baseline 0.87 s, SBCB 1.08 s per step (the logged ``sec_per_it``), so one 8000-iteration run takes
+about 1.9 h (baseline) or 2.5 h (SBCB) with its validations, and the runs left after the probes about 9 h
+(``plan --step-seconds 0.87 1.08 --val-seconds 10``). ``plan`` prints the same estimate for the remaining runs
+(``--measure`` measures the steps now). Within one session, ``run --pick casenet:K baseline:J`` pairs a long and
+a short run that both end in time.
 
 Presets: ``--preset cpu`` (default, the study above). ``--gpu``: the same protocol at full resolution 360x480,
 crop 360x480, one fixed schedule of 1000 iterations, 5 seeds, CUDA, two runs sharing the one GPU with 4 loader
@@ -557,9 +561,7 @@ def run_study(
         todo = [s for s in next_runs(protocol, read_rows(path, protocol)) if s.key not in failed]
         todo = [s for s in todo if s.key not in running]
         if pick is not None:
-            todo = sorted(
-                (s for s in todo if (s.variant, s.seed) in pick), key=lambda s: pick.index((s.variant, s.seed))
-            )
+            todo = picked(todo, pick)
         can_start = max_runs is None or started < max_runs
         if inline:
             if not todo or not can_start:
@@ -592,6 +594,12 @@ def run_study(
     left = next_runs(protocol, read_rows(path, protocol))
     print(f"[camvid_study] {len(read_rows(path, protocol))} finished runs in {path}; {len(left)} startable left")
     return 1 if failed else 0
+
+
+def picked(todo: Sequence[RunSpec], pick: Sequence[tuple[str, int]]) -> list[RunSpec]:
+    """The runs of ``todo`` named by ``pick`` (``(variant, seed)`` pairs), in ``pick``'s order."""
+    chosen = [s for s in todo if (s.variant, s.seed) in pick]
+    return sorted(chosen, key=lambda s: list(pick).index((s.variant, s.seed)))
 
 
 def log_path(spec: RunSpec, runs_dir: Path) -> Path:

@@ -129,6 +129,13 @@ def test_amended_ladder_keeps_earlier_runs(study, tmp_path):
     todo = study.next_runs(protocol, read)
     assert [(s.variant, s.seed) for s in todo][:3] == [("casenet", 0), ("casenet", 1), ("baseline", 2)]
     assert len(todo) == 8
+    # --pick casenet:2 baseline:0: a finished run is not startable, the rest keep pick's order
+    assert study.parse_args(["run", "--pick", "casenet:2", "baseline:0"]).pick == [("casenet", 2), ("baseline", 0)]
+    assert [(s.variant, s.seed) for s in study.picked(todo, [("casenet", 2), ("baseline", 0)])] == [("casenet", 2)]
+    assert [(s.variant, s.seed) for s in study.picked(todo, [("baseline", 3), ("casenet", 1)])] == [
+        ("baseline", 3), ("casenet", 1)]  # fmt: skip
+    with pytest.raises(SystemExit):
+        study.parse_args(["run", "--pick", "casenet"])
     # the amendment survives the child process's JSON round trip
     assert study.protocol_from_dict(json.loads(json.dumps(dataclasses.asdict(protocol)))) == protocol
 
