@@ -214,7 +214,7 @@ def _class_distinct(cidx: np.ndarray, ign: int, kernel: np.ndarray) -> np.ndarra
         hi = cv2.dilate(np.where(cidx == ign, 0, cidx + 1).astype(cidx.dtype), kernel)
     lo = cv2.erode(cidx, kernel)  # ignore = dtype max is neutral for the minimum
     # max(v + 1) == min(v) + 1 iff one class (all-ignore: 0 vs saturated max, reads "distinct")
-    return (hi != cv2.add(lo, 1)).view(np.uint8)
+    return (hi != cv2.add(lo, 1)).view(np.uint8)  # type: ignore[call-overload]  # stubs lack cv2.add(array, scalar)
 
 
 def _instance_distinct(inst_keys: np.ndarray, valid: np.ndarray, kernel: np.ndarray) -> np.ndarray:
@@ -257,7 +257,7 @@ def _run_numba(mask, num_classes, ignore_index, instance_mask, radius, out, pack
     # >= 2 classes in D_r: max(code + 1) > min(code) + 1, where code + 1 wraps ignore (255) to 0, neutral for the
     # maximum; all-ignore windows give 0 > 255 (saturated): false
     hi = cv2.dilate(code + np.uint8(1), kernel)
-    distinct = cv2.compare(hi, cv2.add(cv2.erode(code, kernel), 1), cv2.CMP_GT)
+    distinct = cv2.compare(hi, cv2.add(cv2.erode(code, kernel), 1), cv2.CMP_GT)  # type: ignore[call-overload]
     work = distinct
     if instance_mask is None:
         inst = np.zeros((1, 1), np.int32)
@@ -267,7 +267,7 @@ def _run_numba(mask, num_classes, ignore_index, instance_mask, radius, out, pack
         # If q in D_r(p) has another id than p, the L-shaped pixel path from p to q, inside p's (2R+1)² square,
         # crosses a change between 4-neighbours: the dilated change map covers every pixel that IS can add.
         change = jit.instance_change_padded(inst, reach, width_padded)
-        work = distinct | cv2.dilate(change, np.ones((2 * reach + 1, 2 * reach + 1), np.uint8))
+        work = np.bitwise_or(distinct, cv2.dilate(change, np.ones((2 * reach + 1, 2 * reach + 1), np.uint8)))
     pairs = _ignore_pairs(radius)
     len_m = np.array([np.searchsorted(sq, m, side="right") for m, _ in pairs], np.int64)
     len_n = np.array([np.searchsorted(sq, n, side="right") for _, n in pairs], np.int64)
@@ -410,7 +410,7 @@ def boundaries_to_binary(boundaries: np.ndarray | torch.Tensor) -> np.ndarray | 
         if boundaries.dim() == 3:
             return boundaries.bool().any(dim=0)
     elif isinstance(boundaries, np.ndarray) and boundaries.ndim == 3:
-        return boundaries.astype(bool, copy=False).any(axis=0)
+        return np.asarray(boundaries.astype(bool, copy=False).any(axis=0))
     raise ValueError(
         f"boundaries must be [K, H, W] (numpy or torch) or a [B, K, H, W] tensor, got {_describe(boundaries)}"
     )
@@ -431,10 +431,14 @@ def _disk_rectangles(radius: float) -> tuple[tuple[int, int], ...]:
 
 def _pool_max(x: torch.Tensor, radius: float) -> torch.Tensor:
     """Max over D_r of x [B, C, H, W]; out-of-image pixels contribute nothing (max_pool2d pads with -inf)."""
-    out = None
-    for h, w in _disk_rectangles(radius):
-        y = F.max_pool2d(x, (2 * h + 1, 2 * w + 1), stride=1, padding=(h, w))
-        out = y if out is None else torch.maximum(out, y)
+
+    def pool(h: int, w: int) -> torch.Tensor:
+        return F.max_pool2d(x, (2 * h + 1, 2 * w + 1), stride=1, padding=(h, w))
+
+    first, *rest = _disk_rectangles(radius)  # never empty: (0, 0) at least
+    out = pool(*first)
+    for h, w in rest:
+        out = torch.maximum(out, pool(h, w))
     return out
 
 

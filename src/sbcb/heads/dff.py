@@ -135,7 +135,10 @@ class DFFHead(SBDHead):
         n, k = len(self.in_channels), self.num_classes
         binary = binary_sides(self.sides[:-1], features[:-1], size)  # [B,N-1,H,W]
         last = self.sides[-1](features[-1], size)  # [B, K, H, W]
-        weights = self.awl(self.weight_branch(features[-1], size))
+        # The weight learner runs NCHW: torch's CPU channels-last BatchNorm backward sums in plain fp32, and the
+        # gradient reaching these BNs is nearly constant over pixels, so in NHWC their weight gradients were up to
+        # ~1e-3 (relative) off float64 with one thread; NCHW matches the float64 reference to ~1e-6.
+        weights = self.awl(self.weight_branch(features[-1], size).contiguous())
         weights = weights.reshape(weights.shape[0], k, n, *size)  # channel k*N + j -> [:, k, j]
         fuse = weights[:, :, 0] * last + torch.einsum("bkjhw,bjhw->bkhw", weights[:, :, 1:], binary)
         return {"fuse": fuse, "last": last}

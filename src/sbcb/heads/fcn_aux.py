@@ -48,7 +48,8 @@ class FCNAuxHead(nn.Module):
         self.classifier = nn.Conv2d(channels, num_classes, kernel_size=1)
         nn.init.kaiming_normal_(self.conv.weight, mode="fan_out", nonlinearity="relu")
         nn.init.normal_(self.classifier.weight, std=0.01)
-        nn.init.zeros_(self.classifier.bias)
+        if self.classifier.bias is not None:  # always (bias=True); narrows the type
+            nn.init.zeros_(self.classifier.bias)
 
     def forward(self, x: Tensor) -> Tensor:
         """[B, C, h, w] feature -> [B, K, h, w] logits."""

@@ -150,6 +150,7 @@ class OriginalSideLayer(nn.Module):
         self.stride = int(stride)
         self.reduce = nn.Conv2d(in_channels, out_channels, 1, bias=bias)
         self.norm = get_norm_layer(norm_layer)(out_channels) if norm else nn.Identity()
+        self.upsample: nn.Module
         if self.stride == 1:
             self.upsample = nn.Identity()
         else:
@@ -224,7 +225,9 @@ class SideBlock(nn.Module):
         return self.side(self.blocks(x), output_size)
 
 
-def binary_sides(sides: Sequence[nn.Module], features: Sequence[Tensor], output_size: tuple[int, int]) -> Tensor:
+def binary_sides(
+    sides: nn.ModuleList | Sequence[nn.Module], features: Sequence[Tensor], output_size: tuple[int, int]
+) -> Tensor:
     """Logits of the binary sides 1..N-1 stacked along channels: ``[B, N-1, H, W]``.
 
     Same values as ``torch.cat([side(f, output_size) ...], dim=1)``. When every side is a 1-channel `SideLayer`,
@@ -236,15 +239,16 @@ def binary_sides(sides: Sequence[nn.Module], features: Sequence[Tensor], output_
         features: Their features, ``[B, C_i, h_i, w_i]``.
         output_size: ``(H, W)`` in pixels.
     """
-    if not all(type(s) is SideLayer and s.conv.out_channels == 1 for s in sides):
+    plain = [s for s in sides if type(s) is SideLayer and s.conv.out_channels == 1]
+    if len(plain) != len(sides):
         return torch.cat([side(f, output_size) for side, f in zip(sides, features)], dim=1)
-    x = torch.cat([side.resized(f, output_size) for side, f in zip(sides, features)], dim=1)
+    x = torch.cat([side.resized(f, output_size) for side, f in zip(plain, features)], dim=1)
     if x.device.type == "cpu":
         x = x.contiguous(memory_format=torch.channels_last)  # as in SideLayer.resized
-    weight = torch.cat([side.conv.weight for side in sides])  # [N-1, 1, 3, 3]
-    biases = [side.conv.bias for side in sides]
-    bias = None if any(b is None for b in biases) else torch.cat(biases)
-    return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), weight, bias, groups=len(sides))
+    weight = torch.cat([side.conv.weight for side in plain])  # [N-1, 1, 3, 3]
+    biases = [side.conv.bias for side in plain]
+    bias = None if any(b is None for b in biases) else torch.cat([b for b in biases if b is not None])
+    return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), weight, bias, groups=len(plain))
 
 
 def make_side_layer(

@@ -7,8 +7,11 @@ that neighbour reads never leave the array; the frame is restored to all-zero be
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
+numba: Any
 try:
     import numba
 

@@ -16,10 +16,13 @@ import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
+
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
 
 from sbcb.boundary_png import decode_rgb_png, encode_rgb_png, read_boundary_png, write_boundary_png
 from sbcb.data.cityscapes import CITYSCAPES_CLASSES, INSTANCE_LABEL_IDS, label_ids_to_compact
@@ -108,7 +111,7 @@ def prepare_sbd_gt(
         raise ValueError(f"label must be [H, W], got shape {label.shape}")
     if instance is not None and np.asarray(instance).shape != label.shape:
         raise ValueError(f"instance shape {np.asarray(instance).shape} != label shape {label.shape}")
-    size = scaled_size(*label.shape, scale)
+    size = scaled_size(label.shape[0], label.shape[1], scale)
     if protocol == "thin":
         lab = resize_nearest(label, size)
         ins = None if instance is None else resize_nearest(np.asarray(instance), size)
@@ -380,7 +383,7 @@ def image_counts(
     for k in range(g.shape[0]):
         if skip_absent and not g[k].any():
             continue
-        pk = kill_internal_pixels(p[k], g[k], s[k], dist) if kill_internal else p[k]
+        pk = kill_internal_pixels(p[k], g[k], s[k], dist) if kill_internal and s is not None else p[k]
         out[k] = class_counts(pk, g[k], cutoffs, dist, thin=thin, thin_variant=thin_variant, backend=backend)
     return out
 
@@ -554,7 +557,7 @@ class SBDEvaluator:
         self.skip_absent = bool(skip_absent)
         self.workers = int(workers)
         self.backend = backend
-        self._pool = None
+        self._pool: ProcessPoolExecutor | None = None
         self.reset()
 
     @classmethod
@@ -831,8 +834,8 @@ def evaluate_folders(
         else:
             todo.append(sid)
     count_kwargs = evaluator._count_kwargs()
-    common = (str(pred_dir), str(gt_dir), evaluator.num_classes, load_kwargs, pred_suffix, count_kwargs)
-    jobs = [(sid, *common) for sid in todo]
+    shared = (str(pred_dir), str(gt_dir), evaluator.num_classes, load_kwargs, pred_suffix, count_kwargs)
+    jobs = [(sid, *shared) for sid in todo]
     bar = None
     if progress:
         from tqdm import tqdm
