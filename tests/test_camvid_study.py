@@ -114,8 +114,10 @@ def test_amended_ladder_keeps_earlier_runs(study, tmp_path):
     # alone: nothing that trains or evaluates a run changed
     old = dataclasses.replace(protocol, ladder=(2000, 4000, 8000, 16000))
     assert old.hash() == "df30ca8cd931" and protocol.accepted_hashes() == (protocol.hash(), "df30ca8cd931")
-    path = tmp_path / "runs.jsonl"
-    rows = [{**_row(study, protocol, "baseline", n, s, m), "protocol_hash": "df30ca8cd931"}
+    path = study.results_file(tmp_path / "results", protocol)
+    rows = [{**_row(study, protocol, "baseline", n, s, m), "protocol_hash": "df30ca8cd931", "iou": [m] * 11,
+             "curve": [{"step": n, "miou": m, "bf3": 0.2}], "per_image_bf3": [0.5], "image_names": ["a"],
+             **{f"bf{r}": m / 2 for r in (3, 5, 9, 12)}}
             for n, s, m in [(2000, 0, 0.40), (2000, 1, 0.42), (4000, 0, 0.45), (4000, 1, 0.47), (8000, 0, 0.48),
                             (8000, 1, 0.50)]]  # fmt: skip
     rows.append({**_row(study, protocol, "casenet", 8000, 0, 0.9), "protocol_hash": "0123456789ab"})  # other
@@ -136,6 +138,12 @@ def test_amended_ladder_keeps_earlier_runs(study, tmp_path):
         ("baseline", 3), ("casenet", 1)]  # fmt: skip
     with pytest.raises(SystemExit):
         study.parse_args(["run", "--pick", "casenet"])
+    # the report states the schedule, the amendment and the earlier hash
+    doc = study.write_report(protocol, results=tmp_path / "results", runs_dir=tmp_path / "runs")
+    md = (tmp_path / "results" / "camvid_study.md").read_text()
+    assert doc["accepted_hashes"] == [protocol.hash(), "df30ca8cd931"] and doc["runs"] == 6
+    assert "Schedule: **8000** — budget limit: doubling 4000 -> 8000 still gained +3.00 mIoU points" in md
+    assert "Amendment: on 2026-12-06, before any SBCB run had started" in md and "`df30ca8cd931`" in md
     # the amendment survives the child process's JSON round trip
     assert study.protocol_from_dict(json.loads(json.dumps(dataclasses.asdict(protocol)))) == protocol
 
