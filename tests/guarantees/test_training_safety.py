@@ -69,26 +69,46 @@ def test_the_nan_guard_names_only_a_checkpoint_with_sane_weights(tmp_path):
         assert "--resume" in str(e.value) and str(named) in str(e.value)
 
 
-def test_sigint_saves_the_current_iteration_and_says_how_to_resume(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_sigint_saves_the_current_iteration_and_says_how_to_resume(tmp_path, signum):
+    # SIGTERM (a scheduler's or torchrun's stop request) is handled like Ctrl-C
     fired = []
 
     def interrupt():
         if not fired:
             fired.append(1)
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signum)
 
     settings = _settings(iters=20, ckpt_every=100, val_every=0, batch_size=1)
     with pytest.raises(TrainingInterrupted) as e:
         train(nn.Conv2d(3, K, 3, padding=1), Samples(at=2, hook=interrupt), settings=settings, out_dir=tmp_path,
               num_classes=K, progress=False)  # fmt: skip
     step = e.value.step
-    assert 1 <= step < 20 and load_checkpoint(tmp_path / "last.pt")["step"] == step
+    assert 1 <= step < 20 and load_checkpoint(tmp_path / "last.pt")["step"] == step and e.value.signum == signum
     assert f"sbcb train --resume --out {tmp_path}" in str(e.value)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler was restored
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handlers were restored
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
     # and it resumes from there
     train(nn.Conv2d(3, K, 3, padding=1), Samples(), settings=settings, out_dir=tmp_path, num_classes=K,
           resume=tmp_path / "last.pt", progress=False)  # fmt: skip
     assert load_checkpoint(tmp_path / "last.pt")["step"] == 20
+
+
+def test_a_second_ctrl_c_interrupts_at_once(tmp_path):
+    fired = []
+
+    def interrupt_twice():
+        if not fired:
+            fired.append(1)
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)  # the default handler again: a plain KeyboardInterrupt, here
+
+    settings = _settings(iters=20, ckpt_every=100, val_every=0, batch_size=1)
+    with pytest.raises(KeyboardInterrupt) as e:
+        train(nn.Conv2d(3, K, 3, padding=1), Samples(at=2, hook=interrupt_twice), settings=settings,
+              out_dir=tmp_path, num_classes=K, progress=False)  # fmt: skip
+    assert not isinstance(e.value, TrainingInterrupted) and not (tmp_path / "last.pt").exists()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_a_bad_validation_label_is_found_before_the_first_step(tmp_path, capsys):

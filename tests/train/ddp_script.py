@@ -1,8 +1,9 @@
 """Run by tests/train/test_ddp.py under torchrun: a short DDP training run with validation on the tiny model.
 
-Usage: ddp_script.py OUT_DIR [sbcb | plain]; with ``sbcb`` the tiny model is wrapped in `sbcb.SBCB` (CASENet head on
+Usage: ddp_script.py OUT_DIR [sbcb | plain | interrupt]; with ``sbcb`` the tiny model is wrapped in `sbcb.SBCB` (CASENet head on
 two taps), so the wrapper's hooks, head and loss run under DistributedDataParallel; ``plain`` is a user's own loop
-through ``DistributedDataParallel(net)`` and the one call ``ddp(images, masks)`` (never its wrapped module).
+through ``DistributedDataParallel(net)`` and the one call ``ddp(images, masks)`` (never its wrapped module);
+``interrupt`` trains until Ctrl-C and records, per rank, the iteration it stopped and saved at.
 """
 
 import json
@@ -50,6 +51,18 @@ if mode == "plain":
         (out / "ddp_result.json").write_text(json.dumps(result))
     D.cleanup_distributed()
     sys.exit(0)
+if mode == "interrupt":  # a long run that the test stops with Ctrl-C (SIGINT to the whole process group)
+    from sbcb.train.loop import TrainingInterrupted
+
+    settings = TrainSettings(iters=10**6, batch_size=2, lr=0.01, ckpt_every=10**6, val_every=0, workers=0, seed=7,
+                             log_every=1)  # fmt: skip
+    try:
+        train(model, Blobs(), settings=settings, out_dir=out, num_classes=3, dist_info=info, progress=False)
+    except TrainingInterrupted as e:
+        (out / f"interrupted_rank{info.rank}.json").write_text(json.dumps({"step": e.step, "path": str(e.path)}))
+        D.cleanup_distributed()
+        sys.exit(130)
+    sys.exit(1)  # never reached: a million steps
 settings = TrainSettings(iters=4, batch_size=4, lr=0.05, ckpt_every=4, val_every=4, workers=0, seed=7)
 result = train(
     model,

@@ -1,9 +1,12 @@
 """DDP on the CPU (gloo) through torchrun: validation metrics equal a single-process evaluation; ranks agree."""
 
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -24,12 +27,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _torchrun(args, timeout=240):
+def _torchrun(args, timeout=240, **popen):
     return subprocess.Popen(
         [sys.executable, "-m", "torch.distributed.run", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        **popen,
     )
 
 
@@ -101,3 +105,27 @@ def test_two_nodes_on_localhost(tmp_path):
         assert p.returncode == 0, o[-3000:]
     _check(tmp_path, world=2)
     assert torch.distributed.is_available()
+
+
+@pytest.mark.ddp
+@pytest.mark.slow
+def test_ctrl_c_under_torchrun_saves_once_and_every_rank_stops_at_the_same_iteration(tmp_path):
+    # A terminal's Ctrl-C sends SIGINT to torchrun and its workers (one process group); torchrun then forwards a
+    # second signal to each worker and kills them 30 s later. Every rank must finish the same iteration, rank 0
+    # must save it, and each rank must stop with TrainingInterrupted (not a KeyboardInterrupt traceback).
+    port = _free_port()
+    args = ["--nproc_per_node=2", "--master_addr=127.0.0.1", f"--master_port={port}", SCRIPT, str(tmp_path),
+            "interrupt"]  # fmt: skip
+    proc = _torchrun(args, start_new_session=True)
+    log = tmp_path / "train_log.csv"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 4):
+        assert proc.poll() is None, proc.communicate()[0][-3000:]
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    stopped = [json.loads((tmp_path / f"interrupted_rank{r}.json").read_text()) for r in (0, 1)]
+    assert stopped[0]["step"] == stopped[1]["step"] >= 3, out[-3000:]
+    assert load_checkpoint(tmp_path / "last.pt")["step"] == stopped[0]["step"]
+    assert Path(stopped[0]["path"]).exists()
+    assert "KeyboardInterrupt" not in out  # the workers stopped cleanly (torchrun's own SignalException may show)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -67,9 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"sbcb {args.command}: error: {one_line(str(e))}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt as e:  # `sbcb train` saves first and says how to resume
+    except KeyboardInterrupt as e:  # `sbcb train` saves first and says how to resume (also on SIGTERM)
         print(f"sbcb {args.command}: {e or 'interrupted'}", file=sys.stderr)
-        return 130
+        return 128 + int(getattr(e, "signum", signal.SIGINT))  # 130 for Ctrl-C, 143 for SIGTERM
 
 
 def one_line(message: str) -> str:

@@ -19,6 +19,8 @@ import csv
 import dataclasses
 import math
 import random
+import signal
+import threading
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -32,6 +34,7 @@ import torch
 from torch import nn
 
 from sbcb.data.loader import ReadableErrorsDataLoader  # a worker's DataError reaches us with its message
+from sbcb.metrics.miou import all_reduce_sum
 from sbcb.segmentor import Segmentor
 from sbcb.train import distributed as D
 from sbcb.train.checkpoint import FORMAT, CheckpointManager, load_checkpoint, rng_state, set_rng_state, versions
@@ -264,43 +267,69 @@ def _is_sane(model: nn.Module, loss: float) -> bool:
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C (SIGINT) during training: the current iteration finished and was saved."""
+    """Ctrl-C (SIGINT) or SIGTERM during training: the current iteration finished and was saved.
 
-    def __init__(self, step: int, path: Path | None, out_dir: Path) -> None:
-        self.step, self.path = step, path
+    Attributes:
+        step: The iteration saved (1-based count of finished iterations).
+        path: The checkpoint holding it (None on ranks other than 0).
+        signum: The signal that asked to stop; a CLI exits with ``128 + signum`` (130 for Ctrl-C).
+    """
+
+    def __init__(self, step: int, path: Path | None, out_dir: Path, signum: int = 2) -> None:
+        self.step, self.path, self.signum = step, path, signum
         super().__init__(
             f"interrupted after iteration {step}; saved {path}. Resume with: sbcb train --resume --out {out_dir}"
         )
 
 
-class _InterruptFlag:
-    """While active, the first SIGINT only sets `requested` (the loop saves after the current step and stops); a
-    second one interrupts at once. Inactive off the main thread and under DDP (every rank would have to agree)."""
+class _StopRequest:
+    """SIGINT / SIGTERM while training: finish the current iteration, save it, stop (`TrainingInterrupted`).
 
-    def __init__(self, *, enabled: bool) -> None:
-        import threading
+    One process: a second signal acts at once, as it would without us. Under DDP a Ctrl-C reaches every rank more
+    than once (the terminal signals torchrun and its workers; torchrun forwards the signal and kills the workers
+    30 s later), so repeats are ignored there, and after every iteration the ranks agree (`agreed`) so that all of
+    them stop after the same one. Inactive off the main thread (signal handlers can only be set there).
+    """
 
-        self.enabled = enabled and threading.current_thread() is threading.main_thread()
-        self.requested = False
-        self._previous: Any = None
+    SIGNALS = ("SIGINT", "SIGTERM")
+
+    def __init__(self, *, distributed: bool) -> None:
+        self.enabled = threading.current_thread() is threading.main_thread()
+        self.distributed = distributed
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
+        if self.signum is None:
+            self.signum = signum
+        elif not self.distributed:  # asked twice: behave as if we were not there
+            self._restore()
+            signal.raise_signal(signum)
 
-    def __enter__(self) -> _InterruptFlag:
+    def agreed(self) -> int | None:
+        """The signal to stop for, if any rank received one (every rank calls this after each iteration)."""
+        if not self.distributed:
+            return self.signum
+        got = np.array([self.signum == signal.SIGINT, self.signum == signal.SIGTERM], dtype=np.int64)
+        sigint, sigterm = (int(v) for v in all_reduce_sum(got))
+        if sigint or sigterm:
+            self.signum = int(signal.SIGINT if sigint else signal.SIGTERM)
+        return self.signum
+
+    def _restore(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+
+    def __enter__(self) -> _StopRequest:
         if self.enabled:
-            import signal
-
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            for name in self.SIGNALS:
+                signum = getattr(signal, name)
+                self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        if self.enabled:
-            import signal
-
-            signal.signal(signal.SIGINT, self._previous)
+        self._restore()
 
 
 def train(
@@ -428,7 +457,7 @@ def train(
         state.saved_step = done
         return path
 
-    stop = _InterruptFlag(enabled=not info.distributed)
+    stop = _StopRequest(distributed=info.distributed)
     try:
         with stop:
             for step in range(state.step, settings.iters):
@@ -467,9 +496,12 @@ def train(
                     set_rng_state(rngs)
                     if saving:  # the same checkpoint again, now with this validation's metrics and best mIoU
                         state.last_path = save(done, is_best=is_best)
-                if stop.requested and done < settings.iters:
+                signum = stop.agreed()
+                if signum is not None and done < settings.iters:
+                    if state.saved_step != done and info.distributed:
+                        D.broadcast_buffers(net)  # as for a scheduled save: rank 0 saves what every rank holds
                     path = state.last_path if state.saved_step == done else save(done)
-                    raise TrainingInterrupted(done, path, out_dir)
+                    raise TrainingInterrupted(done, path, out_dir, signum)
     finally:
         if bar is not None:
             bar.close()
