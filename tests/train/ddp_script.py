@@ -1,9 +1,9 @@
 """Run by tests/train/test_ddp.py under torchrun: a short DDP training run with validation on the tiny model.
 
-Usage: ddp_script.py OUT_DIR [sbcb | plain | interrupt]; with ``sbcb`` the tiny model is wrapped in `sbcb.SBCB`
-(CASENet head on two taps), so the wrapper's hooks, head and loss run under DistributedDataParallel; ``plain`` is a user's own loop
-through ``DistributedDataParallel(net)`` and the one call ``ddp(images, masks)`` (never its wrapped module);
-``interrupt`` trains until Ctrl-C and records, per rank, the iteration it stopped and saved at.
+Usage: ddp_script.py OUT_DIR [sbcb | plain | interrupt]. With ``sbcb`` the tiny model is wrapped in `sbcb.SBCB`
+(CASENet head on two taps), so the wrapper's hooks, head and loss run under DistributedDataParallel; ``plain`` is a
+user's own loop through ``DistributedDataParallel(net)`` and the one call ``ddp(images, masks)`` (never its wrapped
+module); ``interrupt`` trains until Ctrl-C and records, per rank, the iteration it stopped and saved at.
 """
 
 import json
