@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable
 
 from torch import nn
 
 LayerFactory = Callable[..., nn.Module]
 
-_NORMS: dict[str, LayerFactory] = {"batchnorm": nn.BatchNorm2d, "bn": nn.BatchNorm2d, "groupnorm": nn.GroupNorm}
+
+def group_norm(channels: int) -> nn.GroupNorm:
+    """GroupNorm over `channels` with gcd(32, channels) groups: timm's 32 where the channels allow, else fewer
+    (a 1-channel side layer gets 1 group)."""
+    return nn.GroupNorm(math.gcd(32, channels), channels)
+
+
+_NORMS: dict[str, LayerFactory] = {"batchnorm": nn.BatchNorm2d, "bn": nn.BatchNorm2d, "groupnorm": group_norm}
 _ACTS: dict[str, LayerFactory] = {"relu": nn.ReLU, "relu6": nn.ReLU6, "gelu": nn.GELU, "silu": nn.SiLU}
 
 
@@ -23,7 +31,8 @@ def _lookup(layer: str | LayerFactory, table: dict[str, LayerFactory], what: str
 
 
 def get_norm_layer(norm_layer: str | LayerFactory) -> LayerFactory:
-    """A norm layer class from a name (``"batchnorm"``) or the callable itself; called as ``norm_layer(channels)``."""
+    """A norm layer from a name (``"batchnorm"``/``"bn"``, ``"groupnorm"``: `group_norm`) or the callable itself;
+    called as ``norm_layer(channels)``."""
     return _lookup(norm_layer, _NORMS, "norm_layer")
 
 

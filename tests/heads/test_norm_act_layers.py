@@ -41,3 +41,18 @@ def test_fcn_aux_head_layers():
     assert isinstance(head.bn, nn.GroupNorm) and isinstance(head.act, nn.SiLU)
     assert n_params(head) == n_params(default)
     assert head(torch.randn(2, 4, 6, 6)).shape == (2, 3, 6, 6)
+
+
+@pytest.mark.parametrize("name", sorted(HEADS))
+def test_groupnorm_by_name_builds_and_runs(name):
+    # "groupnorm" is a listed name, so it must work as `norm_layer(channels)`: gcd(32, C) groups, i.e. timm's 32
+    # groups where C allows it and fewer (down to 1) where it does not; here C = 64 -> 32, 4 -> 4, 1 -> 1.
+    from sbcb.layers import get_norm_layer
+
+    assert [get_norm_layer("groupnorm")(c).num_groups for c in (64, 48, 4, 19, 1)] == [32, 16, 4, 1, 1]
+    channels = [3, 4, 64]
+    head = build_head(name, channels, 2, norm_layer="groupnorm")
+    assert any(isinstance(m, nn.GroupNorm) for m in head.modules())
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in head.modules())
+    feats = [torch.randn(2, c, 16 // s, 16 // s) for c, s in zip(channels, (2, 4, 8))]
+    assert all(torch.isfinite(v).all() for v in head(feats, (16, 16)).values())
