@@ -4,9 +4,9 @@ Every (model, variant, schedule, seed) is an ordinary resumable `sbcb train` run
 `Config`; ``RUN/config.yaml`` and ``RUN/last.pt`` stay in ``runs/camvid_study/<model>/<variant>-<iters>it/seed<k>/``,
 not committed). When a run finishes it is evaluated on val exactly as
 ``sbcb eval RUN/last.pt --dataset camvid --root DIR --split val`` does (the same code, in process) and one JSON
-line is appended to the committed ``benchmarks/results/camvid_study_runs.jsonl``. ``report`` regenerates
-``camvid_study.{md,json}`` and the pictures from that file alone (plus the run folders' saved val predictions
-for the boundary picture, when present). Killing the study loses at most ``ckpt_every`` iterations per run;
+line is appended to the committed ``benchmarks/results/camvid_study_runs.jsonl`` (its val predictions go to the
+committed ``camvid_study_preds/``). ``report`` regenerates ``camvid_study.{md,json}`` and the pictures from those
+alone (the boundary picture also needs the CamVid root). Killing the study loses at most ``ckpt_every`` iterations per run;
 starting ``run`` again resumes the unfinished runs and never repeats a finished one.
 
 Protocol (fixed here, in `PRESETS`, before any long run; its hash is stored with every result line, and the
@@ -527,12 +527,22 @@ def run_one(protocol: Protocol, spec: RunSpec, *, root: str | Path, runs_dir: Pa
         "host": platform.node(),
         "finished_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
     }
+    # the val predictions travel with the results (run folders may not survive): the boundary picture needs both
+    # runs of a seed, which may finish on different machines
+    preds = preds_file(results, protocol, spec)
+    preds.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(out / "val_pred.npz", preds)
     append_row(results_file(results, protocol), row)
     return row
 
 
 def results_file(results: Path, protocol: Protocol) -> Path:
     return Path(results) / f"{stem(protocol)}_runs.jsonl"
+
+
+def preds_file(results: Path, protocol: Protocol, spec: RunSpec) -> Path:
+    """A finished run's val predictions (uint8 label maps, ``np.savez_compressed``, ~0.3 MB), kept with the results."""
+    return Path(results) / f"{stem(protocol)}_preds" / f"{spec.model}-{spec.variant}-{spec.iters}it-seed{spec.seed}.npz"
 
 
 def stem(protocol: Protocol) -> str:
@@ -914,6 +924,16 @@ def _pictures(
     return names
 
 
+def _has_preds(
+    protocol: Protocol, model: str, variant: str, iters: int, seed: int, *, results: Path, runs_dir: Path
+) -> bool:
+    """Whether both runs of a seed (baseline and `variant`) have val predictions, kept or in their run folders."""
+    specs = [RunSpec(model, v, iters, seed) for v in ("baseline", variant)]
+    return all(
+        preds_file(results, protocol, s).exists() or (s.folder(runs_dir) / "val_pred.npz").exists() for s in specs
+    )
+
+
 def _boundary_picture(
     protocol: Protocol,
     done: Mapping[tuple[str, str, int, int], Mapping[str, Any]],
@@ -927,20 +947,30 @@ def _boundary_picture(
 ) -> str | None:
     """Val images with the largest per-image BF 3 px difference (SBCB - baseline) of one seed's paired runs.
 
-    Columns: image, GT, baseline prediction, SBCB prediction (boundary errors drawn white). Needs the run
-    folders' ``val_pred.npz`` and the CamVid root; skipped (None) otherwise.
+    Columns: image, GT, baseline prediction, SBCB prediction. Uses the first paired seed whose two runs have val
+    predictions (`preds_file`, else the run folders' ``val_pred.npz``) and needs the CamVid root; None otherwise.
     """
     import numpy as np
 
     if root is None:
         return None
     variant = next((v for v in protocol.variants if v != "baseline"), None)
-    seed = next((s for s in protocol.seeds if (model, "baseline", chosen, s) in done
-                 and (model, variant, chosen, s) in done), None)  # fmt: skip
-    if variant is None or seed is None:
+    if variant is None:
+        return None
+    paired = [
+        s for s in protocol.seeds if (model, "baseline", chosen, s) in done and (model, variant, chosen, s) in done
+    ]
+    seed = next(
+        (s for s in paired if _has_preds(protocol, model, variant, chosen, s, results=results, runs_dir=runs_dir)), None
+    )
+    if seed is None:
         return None
     base, other = done[(model, "baseline", chosen, seed)], done[(model, variant, chosen, seed)]
-    paths = [RunSpec(model, v, chosen, seed).folder(runs_dir) / "val_pred.npz" for v in ("baseline", variant)]
+    paths = []
+    for v in ("baseline", variant):  # the copy kept with the results, else the run folder's
+        spec = RunSpec(model, v, chosen, seed)
+        kept = preds_file(results, protocol, spec)
+        paths.append(kept if kept.exists() else spec.folder(runs_dir) / "val_pred.npz")
     if not all(p.exists() for p in paths):
         return None
     from sbcb.data.camvid import CAMVID_INFO, CamVid

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -190,6 +191,11 @@ def test_quick_end_to_end_then_report(study, camvid, tmp_path):
     seed0 = next(r for r in rows if r["variant"] == "casenet" and r["seed"] == 0)
     assert seed0["miou"] == stored["miou"] and seed0["bf12"] == stored["bf12"]
 
+    # each run's val predictions are kept with the results, so the report's pictures need no run folder
+    kept = sorted(p.name for p in (results / "camvid_study_quick_preds").iterdir())
+    assert kept == [f"lraspp-{v}-4it-seed{s}.npz" for v in ("baseline", "casenet") for s in (0, 1)]
+    assert np.load(results / "camvid_study_quick_preds" / kept[0])["preds"].shape == (2, 16, 24)  # 2 val at 1/4
+    shutil.rmtree(runs / "lraspp")
     assert study.main(["report", "--quick", *where]) == 0
     md = (results / "camvid_study_quick.md").read_text()
     assert "Paired differences: casenet − baseline (seeds 0, 1)" in md and "95 % t-interval" in md
