@@ -6,8 +6,8 @@ not committed). When a run finishes it is evaluated on val exactly as
 ``sbcb eval RUN/last.pt --dataset camvid --root DIR --split val`` does (the same code, in process) and one JSON
 line is appended to the committed ``benchmarks/results/camvid_study_runs.jsonl`` (its val predictions go to the
 committed ``camvid_study_preds/``). ``report`` regenerates ``camvid_study.{md,json}`` and the pictures from those
-alone (the boundary picture also needs the CamVid root). Killing the study loses at most ``ckpt_every`` iterations per run;
-starting ``run`` again resumes the unfinished runs and never repeats a finished one.
+alone (the boundary picture also needs the CamVid root). Killing the study loses at most ``ckpt_every``
+iterations per run; starting ``run`` again resumes the unfinished runs and never repeats a finished one.
 
 Protocol (fixed here, in `PRESETS`, before any long run; its hash is stored with every result line, and the
 report uses only lines of the current hash):
