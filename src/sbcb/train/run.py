@@ -7,6 +7,7 @@ User mistakes (a missing ``--root``, an unknown architecture, bad JSON) raise `C
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -211,10 +212,13 @@ def prepare_run_folder(out_dir: Path, *, resume: bool, overwrite: bool) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def scan_split(dataset: Any, *, workers: int = 0, what: str = "split") -> None:
+def scan_split(dataset: Any, *, workers: int = 0, what: str = "split") -> tuple[int, int]:
     """Read every raw sample once (the dataset's own checks: readable files, sizes, label values), before training.
 
-    Used for the validation split, so a bad val file fails the run before the first step, not after hours.
+    Used for both splits, so a bad file fails the run before the first step, not after hours.
+
+    Returns:
+        The largest image height and the largest image width over the split, in pixels (0, 0 if it is empty).
 
     Raises:
         ConfigError: The first bad sample (named), with a pointer to ``sbcb check-data`` for the full list.
@@ -222,14 +226,44 @@ def scan_split(dataset: Any, *, workers: int = 0, what: str = "split") -> None:
     from torch.utils.data import DataLoader
 
     loader: DataLoader[Any] = DataLoader(_Checked(dataset), batch_size=1, num_workers=workers, collate_fn=_first)  # type: ignore[arg-type]
-    problems = [message for message in loader if message is not None]
+    problems, height, width = [], 0, 0
+    for message, size in loader:
+        if message is not None:
+            problems.append(message)
+        else:
+            height, width = max(height, size[0]), max(width, size[1])
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise ConfigError(f"{what}: {problems[0]}{more}; `sbcb check-data` lists every problem")
+    return height, width
+
+
+def crop_warning(
+    crop: tuple[int, int], largest: tuple[int, int], *, image_scale: float, scale_range: tuple[float, float]
+) -> str | None:
+    """A warning when no random scale can fill the training crop, else None.
+
+    Args:
+        crop: ``(H, W)`` of the training crop, pixels.
+        largest: Largest raw image height and width of the training split (`scan_split`), pixels.
+        image_scale: The fixed rescale applied before the transforms.
+        scale_range: The random scale range of the training transform.
+    """
+    top = image_scale * max(scale_range)
+    reach = (int(largest[0] * top), int(largest[1] * top))  # the largest scaled image any crop is cut from
+    if crop[0] <= reach[0] and crop[1] <= reach[1]:
+        return None
+    scaled = "" if image_scale == 1.0 else f" after --image-scale {image_scale:g}"
+    return (
+        f"--crop {crop[0]} {crop[1]} is larger than every training image even at the largest random scale "
+        f"({max(scale_range):g} x the largest image {largest[0]}x{largest[1]}{scaled} = {reach[0]}x{reach[1]}): "
+        "every crop is partly ignore padding, which costs compute and teaches nothing; "
+        f"pass --crop of at most {min(crop[0], reach[0])} {min(crop[1], reach[1])}"
+    )
 
 
 class _Checked:
-    """Sample i of a raw dataset -> None, or the message of the error reading it."""
+    """Sample i of a raw dataset -> (None, its image's (H, W)), or (the message of the error reading it, None)."""
 
     def __init__(self, dataset: Any) -> None:
         self.dataset = dataset
@@ -237,16 +271,16 @@ class _Checked:
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, index: int) -> str | None:
+    def __getitem__(self, index: int) -> tuple[str | None, tuple[int, int] | None]:
         from sbcb.data.validation import DataError
 
         try:
-            self.dataset[index]
+            image = self.dataset[index]["image"]
         except DataError as e:
-            return " ".join(str(e).split())
+            return " ".join(str(e).split()), None
         except Exception as e:  # still a problem with this one sample: name it
-            return f"sample {index}: {type(e).__name__}: {e}"
-        return None
+            return f"sample {index}: {type(e).__name__}: {e}", None
+        return None, (int(image.shape[0]), int(image.shape[1]))
 
 
 def _first(batch: list) -> Any:
@@ -317,7 +351,18 @@ def run_training(
             )
         train_set, val_set, data_info = build_datasets(cfg)
         if info.is_main and cfg.data.dataset != "synthetic":  # every file read once, before the first step
-            scan_split(train_set.dataset, workers=cfg.train.workers, what=f"--train-split {cfg.data.train_split}")
+            largest = scan_split(
+                train_set.dataset, workers=cfg.train.workers, what=f"--train-split {cfg.data.train_split}"
+            )
+            data = cfg.data
+            warning = crop_warning(
+                (int(data.crop[0]), int(data.crop[1])),
+                largest,
+                image_scale=float(data.image_scale),
+                scale_range=(float(data.scale_range[0]), float(data.scale_range[1])),
+            )
+            if warning:
+                warnings.warn(warning, stacklevel=2)
             if val_set is not None:
                 scan_split(val_set.dataset, workers=cfg.train.workers, what=f"--val-split {cfg.data.val_split}")
         seed_everything(cfg.train.seed)  # model initialisation depends on the seed only
