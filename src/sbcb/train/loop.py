@@ -275,7 +275,7 @@ class TrainingInterrupted(KeyboardInterrupt):
         signum: The signal that asked to stop; a CLI exits with ``128 + signum`` (130 for Ctrl-C).
     """
 
-    def __init__(self, step: int, path: Path | None, out_dir: Path, signum: int = 2) -> None:
+    def __init__(self, step: int, path: Path | None, out_dir: Path, signum: int = signal.SIGINT) -> None:
         self.step, self.path, self.signum = step, path, signum
         super().__init__(
             f"interrupted after iteration {step}; saved {path}. Resume with: sbcb train --resume --out {out_dir}"
