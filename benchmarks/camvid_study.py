@@ -1084,6 +1084,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--models", nargs="+", choices=sorted(STUDY_MODELS), help="default: lraspp (the primary)")
     p.add_argument("--variants", nargs="+", choices=sorted(STUDY_VARIANTS), help="default: baseline casenet")
     p.add_argument("--parallel", type=int, help="runs at once (default: the preset's, 2)")
+    p.add_argument("--workers", type=int, help="DataLoader workers per run (default: the preset's; speed only)")
     p.add_argument("--max-runs", type=int, help="start at most this many runs in this invocation")
     p.add_argument(
         "--pick",
@@ -1127,6 +1128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         changes["variants"] = tuple(dict.fromkeys(["baseline", *args.variants]))
     if args.parallel:
         changes["parallel"] = args.parallel
+    if args.workers is not None:
+        changes["workers"] = args.workers
     protocol = dataclasses.replace(protocol, **changes)
     command = "python benchmarks/camvid_study.py " + " ".join(argv if argv is not None else sys.argv[1:])
     if args.runs_dir is None:

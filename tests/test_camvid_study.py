@@ -145,6 +145,9 @@ def test_amended_ladder_keeps_earlier_runs(study, tmp_path):
     assert doc["accepted_hashes"] == [protocol.hash(), "df30ca8cd931"] and doc["runs"] == 6
     assert "Schedule: **8000** — budget limit: doubling 4000 -> 8000 still gained +3.00 mIoU points" in md
     assert "Amendment: on 2026-12-06, before any SBCB run had started" in md and "`df30ca8cd931`" in md
+    # --workers changes speed, not the protocol's hash
+    assert study.parse_args(["run", "--workers", "1"]).workers == 1
+    assert dataclasses.replace(protocol, workers=1, parallel=1).hash() == protocol.hash()
     # the amendment survives the child process's JSON round trip
     assert study.protocol_from_dict(json.loads(json.dumps(dataclasses.asdict(protocol)))) == protocol
 
