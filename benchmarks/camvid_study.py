@@ -72,7 +72,7 @@ Usage::
 
     python benchmarks/camvid_study.py plan --root ../shared/data/camvid [--measure]
     python benchmarks/camvid_study.py run --root ../shared/data/camvid        # resumable; run again after a kill
-    python benchmarks/camvid_study.py report --root ../shared/data/camvid
+    python benchmarks/camvid_study.py report --root ../shared/data/camvid [--docs]   # --docs: README outcome too
     python benchmarks/camvid_study.py run --root DIR --gpu && python benchmarks/camvid_study.py report --gpu
     python benchmarks/camvid_study.py run --root DIR --quick && python benchmarks/camvid_study.py report --quick
 """
@@ -756,6 +756,8 @@ def write_report(
         "Final checkpoints (`last.pt`) evaluated as `sbcb eval RUN/last.pt --dataset camvid --root DIR --split val`. "
         "Percent; differences in points.",
     ]
+    outcome = outcome_text(protocol, rows, summaries[protocol.models[0]])
+    lines += ["", outcome]
     for model, summ in summaries.items():
         sched = summ["schedule"]
         lines += ["", f"## {model} ({STUDY_MODELS[model]['arch']})", "", "### Schedule", ""]
@@ -821,6 +823,7 @@ def write_report(
         "protocol_hash": protocol.hash(),
         "accepted_hashes": list(protocol.accepted_hashes()),
         "runs": len(rows),
+        "outcome": outcome,
         "summary": summaries,
         "pictures": pictures,
         "environment": P.environment(),
@@ -830,6 +833,104 @@ def write_report(
     (Path(results) / f"{st}.json").write_text(json.dumps(_jsonable(doc), indent=1) + "\n")
     (Path(results) / f"{st}.md").write_text("\n".join(lines) + "\n")
     return doc
+
+
+# ------------------------------------------------------------------------------------------- outcome text
+
+DOCS_MARK = ("<!-- camvid-study:outcome -->", "<!-- /camvid-study:outcome -->")
+VARIANT_NAMES = {"casenet": "SBCB (CASENet)", "bbcb": "BBCB"}
+
+
+def _pts(x: float) -> str:
+    return f"{100 * x:+.2f}"
+
+
+def outcome_text(protocol: Protocol, rows: Sequence[Mapping[str, Any]], summary: Mapping[str, Any]) -> str:
+    """One paragraph of the primary model's outcome so far, generated from the result lines alone.
+
+    README.md and docs/evidence.md carry it between `DOCS_MARK` (``report --docs`` rewrites it there), so
+    every number they state comes from ``camvid_study_runs.jsonl``. Numbers in percent / points.
+    """
+    model = protocol.models[0]
+    sched = summary["schedule"]
+    n = sched["chosen"]
+    if n is None:
+        return f"Outcome so far: **not decided: the schedule probes are still running** ({sched['reason']})."
+    done = finished(rows)
+    parts: list[str] = []
+    for v, p in summary["paired"].items():
+        k, need = len(p["seeds"]), len(protocol.seeds)
+        miou, bf3 = p["miou"], p[protocol.metrics[1]]
+        name = VARIANT_NAMES.get(v, v)
+        if k == 0:
+            parts.append(f"**not decided: no paired seed of {name} yet**")
+        elif k < need:
+            per = "; ".join(f"seed {s}: ΔmIoU {_pts(a)}, ΔBF3 {_pts(b)}"
+                            for s, a, b in zip(p["seeds"], miou["differences"], bf3["differences"]))  # fmt: skip
+            so_far = (
+                "one seed gives no interval" if k == 1 else
+                f"so far ΔmIoU {verdict(miou)}, ΔBF3 {verdict(bf3)}"
+            )  # fmt: skip
+            parts.append(f"**not decided: {k} of {need} paired seeds** ({per} points; {so_far})")
+        else:
+            parts.append(
+                f"{name} - baseline over {k} paired seeds: **ΔmIoU {_pts(miou['mean'])} points, "
+                f"{verdict(miou)}; ΔBF3 {_pts(bf3['mean'])} points, {verdict(bf3)}**"
+            )
+    finished_at_n: list[str] = []
+    for v in protocol.variants:
+        seeds = [s for s in protocol.seeds if (model, v, n, s) in done]
+        if not seeds:
+            continue
+        got = [done[(model, v, n, s)] for s in seeds]
+        runs = ", ".join(f"seed {s} {100 * r['miou']:.1f} mIoU / {100 * r['bf3']:.1f} BF3" for s, r in zip(seeds, got))
+        mf = [r.get("sbd_mf") for r in got]
+        mf_text = "" if v == "baseline" or None in mf else " (SBD mF " + " / ".join(f"{100 * x:.1f}" for x in mf) + ")"
+        finished_at_n.append(f"{VARIANT_NAMES.get(v, v)} {runs}{mf_text}")
+    text = f"Outcome so far: {'; '.join(parts)}. At {n} iterations: {'; '.join(finished_at_n)}."
+    rungs = [r for r in sched["rungs"] if r["miou"]]
+    if len(rungs) > 1:
+        probes = " / ".join(map(str, protocol.probe_seeds))
+        per_rung = ", ".join(
+            " / ".join(f"{100 * r['miou'][s]:.1f}" for s in protocol.probe_seeds if s in r["miou"])
+            + (" mIoU" if i == 0 else "") + f" at {r['iters']}" + (" iterations" if i == 0 else "")
+            for i, r in enumerate(rungs)
+        )  # fmt: skip
+        last_gain = rungs[-1]["gain"]
+        if sched["reason"].startswith("budget limit"):
+            why = (f"the last doubling still gained {_pts(last_gain)} points, so the study runs at **{n} iterations, "
+                   "the budget limit, where the baseline is not yet converged**")  # fmt: skip
+        else:
+            why = f"the study runs at **{n} iterations** ({sched['reason']})"
+        text += f" The schedule probes (baseline, seeds {probes}): {per_rung}; {why}."
+    left = next_runs(protocol, rows)
+    if left:
+        by_variant = {v: [s.seed for s in left if s.variant == v] for v in protocol.variants}
+        which = ", ".join(f"{v} seed{'s' if len(ss) > 1 else ''} {', '.join(map(str, ss))}"
+                          for v, ss in by_variant.items() if ss)  # fmt: skip
+        text += f" {len(left)} run{'s are' if len(left) > 1 else ' is'} left ({which})."
+    else:
+        text += " Every run of the study has finished."
+    return text
+
+
+def update_docs(paths: Iterable[Path], text: str) -> list[Path]:
+    """Replace what stands between the `DOCS_MARK` pair in each file with ``text``; the files changed.
+
+    A file without both markers is left alone (and not listed), so the command never writes where nobody asked.
+    """
+    start, end = DOCS_MARK
+    changed = []
+    for path in paths:
+        old = Path(path).read_text()
+        i, j = old.find(start), old.find(end)
+        if i < 0 or j < i:
+            continue
+        new = old[: i + len(start)] + text + old[j:]
+        if new != old:
+            Path(path).write_text(new)
+            changed.append(Path(path))
+    return changed
 
 
 def _jsonable(x: Any) -> Any:
@@ -1096,6 +1197,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--inline", action="store_true", help="run here, one after the other (no child processes)")
     p.add_argument("--runs-dir", type=Path, help=f"run folders (default: {RUNS}, or {RUNS}_<preset>)")
     p.add_argument("--results-dir", type=Path, default=RESULTS, help=f"results (default: {RESULTS})")
+    p.add_argument("--docs", action="store_true",
+                   help="report: also write the outcome paragraph into README.md and docs/evidence.md (between "
+                   f"{DOCS_MARK[0]} and {DOCS_MARK[1]})")  # fmt: skip
     p.add_argument("--measure", action="store_true", help="plan: measure a step of each variant now")
     p.add_argument("--step-seconds", type=float, nargs=2, metavar=("BASE", "SBCB"), default=(1.4, 3.9),
                    help="plan: seconds per step (default: the docstring's busy-machine measurement)")  # fmt: skip
@@ -1131,7 +1235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.workers is not None:
         changes["workers"] = args.workers
     protocol = dataclasses.replace(protocol, **changes)
-    command = "python benchmarks/camvid_study.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python benchmarks/camvid_study.py " + " ".join(_portable(argv if argv is not None else sys.argv[1:]))
     if args.runs_dir is None:
         args.runs_dir = RUNS.parent / stem(protocol)
     if protocol.name == "quick" and Path(args.root).is_dir():  # a smoke run: 16 train / 8 val images
@@ -1160,7 +1264,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     root = args.root if Path(args.root).exists() else None
     doc = write_report(protocol, results=args.results_dir, runs_dir=args.runs_dir, root=root, command=command)
     print((args.results_dir / f"{doc['benchmark']}.md").read_text())
+    if args.docs:
+        changed = update_docs([REPO / "README.md", REPO / "docs" / "evidence.md"], doc["outcome"])
+        print("outcome written to: " + (", ".join(str(p.relative_to(REPO)) for p in changed) or "nothing changed"))
     return 0
+
+
+def _portable(argv: Sequence[str]) -> list[str]:
+    """The command line as a reader can rerun it: without options that only say where this machine keeps things.
+
+    ``--runs-dir`` only adds predictions of runs whose folders are still here; finished runs' predictions are
+    kept with the results, so the report reads the same without it.
+    """
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--runs-dir":
+            skip = True
+        elif not a.startswith("--runs-dir="):
+            out.append(a)
+    return out
 
 
 if __name__ == "__main__":

@@ -231,6 +231,67 @@ def test_report_from_the_results_file_alone(study, tmp_path):
     assert doc["pictures"] == ["camvid_study_quick_curves.png", "camvid_study_quick_paired.png"]  # no predictions
 
 
+def _full_row(study, protocol, variant, iters, seed, miou, bf3, sbd_mf=None):
+    row = {**_row(study, protocol, variant, iters, seed, miou), "iou": [miou] * 11, "sbd_mf": sbd_mf, "bf3": bf3}
+    return {**row, **{f"bf{r}": bf3 for r in (5, 9, 12)}}
+
+
+def test_outcome_text_and_docs_from_the_results_file(study, tmp_path):
+    protocol = study.PRESETS["cpu"]
+    # probes: 2000 -> 4000 gains 5 points, 4000 -> 8000 gains ((0.48 - 0.45) + (0.50 - 0.47)) / 2 = 3: budget limit
+    probes = [(2000, 0, 0.40), (2000, 1, 0.42), (4000, 0, 0.45), (4000, 1, 0.47), (8000, 0, 0.48), (8000, 1, 0.50)]
+    rows = [_full_row(study, protocol, "baseline", n, s, m, 0.40) for n, s, m in probes]
+    rows.append(_full_row(study, protocol, "casenet", 8000, 0, 0.50, 0.42, sbd_mf=0.14))
+    text = study.outcome_text(protocol, rows, study.study_summary(protocol, rows, "lraspp"))
+    assert text == (
+        "Outcome so far: **not decided: 1 of 5 paired seeds** (seed 0: ΔmIoU +2.00, ΔBF3 +2.00 points; one seed "
+        "gives no interval). At 8000 iterations: baseline seed 0 48.0 mIoU / 40.0 BF3, seed 1 50.0 mIoU / 40.0 BF3; "
+        "SBCB (CASENet) seed 0 50.0 mIoU / 42.0 BF3 (SBD mF 14.0). The schedule probes (baseline, seeds 0 / 1): "
+        "40.0 / 42.0 mIoU at 2000 iterations, 45.0 / 47.0 at 4000, 48.0 / 50.0 at 8000; the last doubling still "
+        "gained +3.00 points, so the study runs at **8000 iterations, the budget limit, where the baseline is not "
+        "yet converged**. 7 runs are left (baseline seeds 2, 3, 4, casenet seeds 1, 2, 3, 4)."
+    )
+    # all 5 seeds: mIoU differences 2..6 points -> the hand-worked interval of test_paired_stats_hand_worked,
+    # [+2.04, +5.96]; BF3 differences 2, 0, 3, -1, 1 points: mean 1, deviations 1, -1, 2, -2, 0 -> std sqrt(10 / 4)
+    # = 1.5811; half-width t(0.975, 4) 2.776445 * 1.5811 / sqrt(5) = 1.9632 -> [-0.96, +2.96]: not established
+    base = {2: 0.49, 3: 0.47, 4: 0.46}
+    rows += [_full_row(study, protocol, "baseline", 8000, s, m, 0.40) for s, m in base.items()]
+    rows = [r for r in rows if r["variant"] != "casenet"]
+    for s, b, dm, db in zip(range(5), (0.48, 0.50, 0.49, 0.47, 0.46), (0.02, 0.03, 0.04, 0.05, 0.06),
+                            (0.02, 0.0, 0.03, -0.01, 0.01)):  # fmt: skip
+        rows.append(_full_row(study, protocol, "casenet", 8000, s, b + dm, 0.40 + db, sbd_mf=0.1))
+    text = study.outcome_text(protocol, rows, study.study_summary(protocol, rows, "lraspp"))
+    assert text.startswith(
+        "Outcome so far: SBCB (CASENet) - baseline over 5 paired seeds: **ΔmIoU +4.00 points, established gain "
+        "(95 % CI [+2.04, +5.96] points); ΔBF3 +1.00 points, not established at this scale (95 % CI [-0.96, +2.96] "
+        "points)**. At 8000 iterations: baseline seed 0 48.0 mIoU / 40.0 BF3, "
+    )
+    assert text.endswith("Every run of the study has finished.")
+
+    # --docs rewrites only what stands between the markers, in files that have both
+    start, end = study.DOCS_MARK
+    marked, plain = tmp_path / "README.md", tmp_path / "other.md"
+    marked.write_text(f"Intro. {start}old outcome{end}\nNext line.\n")
+    plain.write_text("No markers here.\n")
+    assert study.update_docs([marked, plain], "New outcome.") == [marked]
+    assert marked.read_text() == f"Intro. {start}New outcome.{end}\nNext line.\n"
+    assert plain.read_text() == "No markers here.\n"
+    assert study.update_docs([marked], "New outcome.") == []  # unchanged: nothing written
+    # the report's recorded command line holds nothing machine-specific
+    assert study._portable(["report", "--runs-dir", "/work/x", "--root", "r", "--runs-dir=/y"]) == ["report", "--root",
+                                                                                                 "r"]  # fmt: skip
+
+
+def test_repository_docs_carry_the_generated_outcome(study):
+    # README.md and docs/evidence.md state exactly what the committed results file says (report --docs)
+    protocol = study.PRESETS["cpu"]
+    rows = study.read_rows(study.results_file(study.RESULTS, protocol), protocol)
+    text = study.outcome_text(protocol, rows, study.study_summary(protocol, rows, protocol.models[0]))
+    start, end = study.DOCS_MARK
+    for doc in (study.REPO / "README.md", study.REPO / "docs" / "evidence.md"):
+        assert f"{start}{text}{end}" in doc.read_text(), f"{doc.name}: run `camvid_study.py report --docs`"
+
+
 class Killed(Exception):
     pass
 
