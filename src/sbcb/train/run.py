@@ -151,7 +151,9 @@ RESUME_MAY_CHANGE = frozenset(
     {"iters", "log_every", "val_every", "ckpt_every", "keep_last", "workers", "progress", "device", "out", "root"}
 )
 # What a run folder holds; a new run into a folder holding any of them is refused without --overwrite.
-RUN_FILES = ("last.pt", "best.pt", "config.yaml", "train_log.csv", "val_log.csv")
+RUN_FILES = ("last.pt", "best.pt", "config.yaml", "train_log.csv", "val_log.csv", "data_scan.json")
+# What the up-front scan of each split found, keyed by the split's fingerprint (`split_fingerprint`).
+SCAN_RECORD = "data_scan.json"
 
 
 def check_resume_changes(cfg: Config, stored: Config, *, source: str) -> None:
@@ -262,6 +264,60 @@ def crop_warning(
     )
 
 
+def split_fingerprint(dataset: Any) -> str | None:
+    """A hash of what decides a file dataset's scan: its class, split, `DatasetInfo`, and every sample file's path,
+    size and modification time. None for datasets that are not lists of files (nothing to compare)."""
+    import hashlib
+    import os
+
+    from sbcb.data.folder import PairedFileDataset
+
+    if not isinstance(dataset, PairedFileDataset):
+        return None
+    digest = hashlib.sha256(f"{type(dataset).__name__}|{dataset.split}|{dataset.validate}|{dataset.info!r}".encode())
+    for sample in dataset.samples:
+        for key, path in sorted(sample.items()):
+            if isinstance(path, Path):
+                st = os.stat(path)
+                digest.update(f"{key}|{path}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def scan_once(dataset: Any, out_dir: Path, *, workers: int = 0, what: str = "split") -> tuple[int, int]:
+    """`scan_split`, skipped when the run folder's `SCAN_RECORD` holds a clean scan of the same files.
+
+    A resumed run (or a second run into the same folder) then starts without reading every file again; a changed,
+    added or removed file changes the fingerprint, so the split is scanned again. ``sbcb check-data`` always
+    scans.
+
+    Returns:
+        The largest image height and width over the split, in pixels.
+    """
+    import os
+
+    fingerprint = split_fingerprint(dataset)
+    record_path = out_dir / SCAN_RECORD
+    record: dict[str, Any] = {}
+    if record_path.is_file():
+        try:
+            record = json.loads(record_path.read_text())
+        except (OSError, ValueError):
+            record = {}  # unreadable: scan again and rewrite it
+    known = record.get(fingerprint) if fingerprint is not None and isinstance(record, dict) else None
+    if isinstance(known, dict) and isinstance(known.get("largest"), list) and len(known["largest"]) == 2:
+        print(f"{what}: files unchanged since the scan recorded in {record_path} ({known.get('samples')} samples); "
+              "not read again", flush=True)  # fmt: skip
+        return int(known["largest"][0]), int(known["largest"][1])
+    largest = scan_split(dataset, workers=workers, what=what)
+    if fingerprint is not None:
+        record = record if isinstance(record, dict) else {}
+        record[fingerprint] = {"what": what, "samples": len(dataset), "largest": list(largest)}
+        tmp = record_path.with_name(f".{record_path.name}.tmp")
+        tmp.write_text(json.dumps(record, indent=1) + "\n")
+        os.replace(tmp, record_path)
+    return largest
+
+
 class _Checked:
     """Sample i of a raw dataset -> (None, its image's (H, W)), or (the message of the error reading it, None)."""
 
@@ -351,8 +407,8 @@ def run_training(
             )
         train_set, val_set, data_info = build_datasets(cfg)
         if info.is_main and cfg.data.dataset != "synthetic":  # every file read once, before the first step
-            largest = scan_split(
-                train_set.dataset, workers=cfg.train.workers, what=f"--train-split {cfg.data.train_split}"
+            largest = scan_once(
+                train_set.dataset, out_dir, workers=cfg.train.workers, what=f"--train-split {cfg.data.train_split}"
             )
             data = cfg.data
             warning = crop_warning(
@@ -364,7 +420,7 @@ def run_training(
             if warning:
                 warnings.warn(warning, stacklevel=2)
             if val_set is not None:
-                scan_split(val_set.dataset, workers=cfg.train.workers, what=f"--val-split {cfg.data.val_split}")
+                scan_once(val_set.dataset, out_dir, workers=cfg.train.workers, what=f"--val-split {cfg.data.val_split}")
         seed_everything(cfg.train.seed)  # model initialisation depends on the seed only
         kwargs = model_kwargs(cfg, data_info.num_classes)
         kwargs["ignore_index"] = data_info.ignore_index
