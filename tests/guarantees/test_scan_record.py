@@ -54,3 +54,21 @@ def test_fingerprint_follows_files_and_dataset_settings(tmp_path):
     assert train != run_module.split_fingerprint(FolderDataset(data, "train"))
     # a dataset that is not a list of files has no fingerprint (always scanned)
     assert run_module.split_fingerprint([{"image": None}]) is None
+
+
+def test_a_command_refused_after_the_scan_leaves_the_folder_usable(tmp_path, monkeypatch, capsys):
+    # the scan runs before the model is built: a misspelt --arch is refused after it, and the corrected command
+    # must neither be refused as "already holds a run" nor read the files again
+    data, run = make_folder(tmp_path / "data"), tmp_path / "run"
+    scanned: list[str] = []
+    real_scan = run_module.scan_split
+    monkeypatch.setattr(run_module, "scan_split", lambda ds, **kw: scanned.append(kw["what"]) or real_scan(ds, **kw))
+    flags = [*folder_flags(data), "--val-every", "0", "--iters", "1", "--out", str(run)]
+    bad = list(flags)
+    bad[bad.index("--arch") + 1] = "nosucharch"
+    assert main(["train", *bad]) == 2
+    assert "unknown arch 'nosucharch'" in one_error_line(capsys.readouterr().err)
+    assert scanned == ["--train-split train", "--val-split val"]
+    scanned.clear()
+    assert main(["train", *flags]) == 0
+    assert scanned == [] and (run / "last.pt").exists()

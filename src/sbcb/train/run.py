@@ -151,8 +151,9 @@ RESUME_MAY_CHANGE = frozenset(
     {"iters", "log_every", "val_every", "ckpt_every", "keep_last", "workers", "progress", "device", "out", "root"}
 )
 # What a run folder holds; a new run into a folder holding any of them is refused without --overwrite.
-RUN_FILES = ("last.pt", "best.pt", "config.yaml", "train_log.csv", "val_log.csv", "data_scan.json")
-# What the up-front scan of each split found, keyed by the split's fingerprint (`split_fingerprint`).
+RUN_FILES = ("last.pt", "best.pt", "config.yaml", "train_log.csv", "val_log.csv")
+# What the up-front scan of each split found, keyed by the split's fingerprint (`split_fingerprint`). Not a run
+# file: a command refused after the scan (say, a misspelt --arch) leaves it, and the corrected command reuses it.
 SCAN_RECORD = "data_scan.json"
 
 
