@@ -53,3 +53,28 @@ def test_sbcb_train_warns_before_the_first_step(tmp_path, crop, warned):
         ]
     else:
         assert about_crop == []
+
+
+def test_the_cli_prints_sbcb_warnings_as_one_prefixed_line(tmp_path, capsys, monkeypatch):
+    data = make_folder(tmp_path / "data", size=(32, 40))
+    argv = ["train", "--dataset", "folder", "--root", str(data), "--batch-size", "2", *TINY_MODEL, "--crop", "96",
+            "96", "--iters", "1", "--val-every", "0", "--out", str(tmp_path / "run")]  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        # Python's own display (pytest records warnings instead): write warnings.formatwarning's text to stderr
+        monkeypatch.setattr(warnings, "showwarning", lambda m, c, f, n, file=None, line=None: sys.stderr.write(
+            warnings.formatwarning(m, c, f, n, line)))  # fmt: skip
+        assert main(argv) == 0
+        err = capsys.readouterr().err
+        assert "sbcb train: warning: --crop 96 96 is larger than every training image" in err
+        assert "UserWarning" not in err and "run.py" not in err
+        # other libraries' warnings keep Python's format; the formatter is removed when the command ends
+        before = warnings.formatwarning
+        assert main(["check-data", "--dataset", "folder", "--root", str(data)]) == 0
+        assert warnings.formatwarning is before
+    from sbcb.cli.main import _warning_formatter
+
+    fmt = _warning_formatter("sbcb train", warnings.formatwarning)
+    assert fmt("from elsewhere", UserWarning, "/elsewhere/lib.py", 7) == warnings.formatwarning(
+        "from elsewhere", UserWarning, "/elsewhere/lib.py", 7)  # fmt: skip
+    assert fmt("two\n- lines", UserWarning, main.__code__.co_filename, 1) == "sbcb train: warning: two; lines\n"

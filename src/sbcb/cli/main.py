@@ -14,7 +14,9 @@ import argparse
 import importlib
 import signal
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import sbcb
 from sbcb.cli.errors import UserError
@@ -61,6 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from sbcb.data.validation import DataError
 
+    previous_format = warnings.formatwarning
+    warnings.formatwarning = _warning_formatter(f"sbcb {args.command}", previous_format)
     try:
         return int(args._run(args) or 0)
     except (UserError, ConfigError, DataError) as e:
@@ -71,6 +75,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as e:  # `sbcb train` saves first and says how to resume (also on SIGTERM)
         print(f"sbcb {args.command}: {e or 'interrupted'}", file=sys.stderr)
         return 128 + int(getattr(e, "signum", signal.SIGINT))  # 130 for Ctrl-C, 143 for SIGTERM
+    finally:
+        warnings.formatwarning = previous_format
+
+
+def _warning_formatter(prefix: str, fallback: Callable[..., str]) -> Callable[..., str]:
+    """`warnings.formatwarning` for a command: sbcb's own warnings as one ``PREFIX: warning: ...`` line, like its
+    errors (not ``/path/to/sbcb/train/run.py:422: UserWarning: ...``); other libraries' warnings unchanged."""
+    package = str(Path(sbcb.__file__).resolve().parent)
+
+    def format_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                       line: str | None = None) -> str:  # fmt: skip
+        if str(Path(filename).resolve()).startswith(package):
+            return f"{prefix}: warning: {one_line(str(message))}\n"
+        return fallback(message, category, filename, lineno, line)
+
+    return format_warning
 
 
 def one_line(message: str) -> str:
