@@ -279,7 +279,10 @@ def split_fingerprint(dataset: Any) -> str | None:
     for sample in dataset.samples:
         for key, path in sorted(sample.items()):
             if isinstance(path, Path):
-                st = os.stat(path)
+                try:
+                    st = os.stat(path)
+                except OSError:  # gone since the listing: no fingerprint, so the scan runs and names the file
+                    return None
                 digest.update(f"{key}|{path}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     return digest.hexdigest()
 
