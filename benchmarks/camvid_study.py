@@ -58,7 +58,8 @@ on an idle machine about half that. Measured again on 2026-12-06 with two runs i
 running: baseline 0.87 s, SBCB 1.08 s per step (the logged ``sec_per_it``), so one 8000-iteration run takes
 about 1.9 h (baseline) or 2.5 h (SBCB) with its validations, and the runs left after the probes about 9 h
 (``plan --step-seconds 0.87 1.08 --val-seconds 10``). ``plan`` prints the same estimate for the remaining runs
-(``--measure`` measures the steps now). Within one session, ``run --pick casenet:K baseline:J`` pairs a long and
+at the median step time the finished runs logged (``--step-seconds`` overrides it, ``--measure`` measures the
+steps now). Within one session, ``run --pick casenet:K baseline:J`` pairs a long and
 a short run that both end in time.
 
 Presets: ``--preset cpu`` (default, the study above). ``--gpu``: the same protocol at full resolution 360x480,
@@ -1121,7 +1122,10 @@ def plan(protocol: Protocol, *, results: Path, step_seconds: Mapping[str, float]
         return (iters * sps + (iters / protocol.val_every + 1) * val_seconds) / 3600
 
     lines.append(f"step seconds: {dict(step_seconds)}, validation {val_seconds:.0f} s; {protocol.parallel} in parallel")
+    chosen = {schedule_decision(protocol, rows, m)["chosen"] for m in protocol.models}
     for i, n in enumerate(protocol.ladder):
+        if None not in chosen and n not in chosen:
+            continue  # decided: only the chosen schedule's remaining runs matter
         # the runs this outcome needs: probes up to rung i+1, then every seed and variant at n
         needed = {(m, "baseline", r, s) for m in protocol.models for r in protocol.ladder[: i + 2]
                   for s in protocol.probe_seeds}  # fmt: skip
@@ -1130,6 +1134,18 @@ def plan(protocol: Protocol, *, results: Path, step_seconds: Mapping[str, float]
         hours = sum(run_hours(k[1], k[2]) for k in left) / protocol.parallel
         lines.append(f"if the schedule is {n}: {len(left)} runs left, about {hours:.1f} h wall")
     return "\n".join(lines)
+
+
+def logged_step_seconds(rows: Iterable[Mapping[str, Any]]) -> dict[str, float] | None:
+    """Median logged ``sec_per_it`` of the finished runs, for ``baseline`` and for the SBCB variants (``sbcb``);
+    None unless both kinds have one. What `plan` assumes by default: this machine's speed as the runs saw it."""
+    kinds: dict[str, list[float]] = {"baseline": [], "sbcb": []}
+    for r in rows:
+        if r.get("sec_per_it"):
+            kinds["baseline" if r["variant"] == "baseline" else "sbcb"].append(float(r["sec_per_it"]))
+    if not all(kinds.values()):
+        return None
+    return {k: round(statistics.median(v), 3) for k, v in kinds.items()}
 
 
 def measure(protocol: Protocol, root: str | Path, iters: int = 12) -> tuple[dict[str, float], float]:
@@ -1201,9 +1217,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="report: also write the outcome paragraph into README.md and docs/evidence.md (between "
                    f"{DOCS_MARK[0]} and {DOCS_MARK[1]})")  # fmt: skip
     p.add_argument("--measure", action="store_true", help="plan: measure a step of each variant now")
-    p.add_argument("--step-seconds", type=float, nargs=2, metavar=("BASE", "SBCB"), default=(1.4, 3.9),
-                   help="plan: seconds per step (default: the docstring's busy-machine measurement)")  # fmt: skip
-    p.add_argument("--val-seconds", type=float, default=45.0, help="plan: seconds per validation (default 45)")
+    p.add_argument("--step-seconds", type=float, nargs=2, metavar=("BASE", "SBCB"),
+                   help="plan: seconds per step (default: the median logged by the finished runs, else the "
+                   "docstring's busy-machine measurement 1.4 3.9)")  # fmt: skip
+    p.add_argument("--val-seconds", type=float,
+                   help="plan: seconds per validation (default: 10 with the logged step times, measured 2026-12-06; "
+                   "45 with the busy-machine ones)")  # fmt: skip
     return p.parse_args(argv)
 
 
@@ -1242,7 +1261,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.root = str(subset_root(args.root, args.runs_dir / "quick_camvid", n_train=QUICK_SUBSET[0],
                                     n_val=QUICK_SUBSET[1]))  # fmt: skip
     if args.command == "plan":
-        step, val = {"baseline": args.step_seconds[0], "sbcb": args.step_seconds[1]}, args.val_seconds
+        logged = logged_step_seconds(read_rows(results_file(args.results_dir, protocol), protocol))
+        if args.step_seconds:
+            step, val = {"baseline": args.step_seconds[0], "sbcb": args.step_seconds[1]}, 45.0
+        elif logged:
+            step, val = logged, 10.0  # the runs' own speed; one validation took ~9 s alongside it (2026-12-06)
+        else:
+            step, val = {"baseline": 1.4, "sbcb": 3.9}, 45.0  # the docstring's busy-machine measurement
+        if args.val_seconds is not None:
+            val = args.val_seconds
         if args.measure:
             import torch
 

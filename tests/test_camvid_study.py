@@ -282,6 +282,26 @@ def test_outcome_text_and_docs_from_the_results_file(study, tmp_path):
                                                                                                  "r"]  # fmt: skip
 
 
+def test_plan_assumes_the_logged_speed_of_finished_runs(study, tmp_path):
+    protocol = study.PRESETS["cpu"]
+    probes = [(2000, 0, 0.40), (2000, 1, 0.42), (4000, 0, 0.45), (4000, 1, 0.47), (8000, 0, 0.48), (8000, 1, 0.50)]
+    rows = [{**_full_row(study, protocol, "baseline", n, s, m, 0.4), "sec_per_it": t}
+            for (n, s, m), t in zip(probes, (0.8, 0.9, 1.0, 0.7, 0.6, 0.85))]  # fmt: skip
+    assert study.logged_step_seconds(rows) is None  # no SBCB run yet: nothing to assume for it
+    rows.append({**_full_row(study, protocol, "casenet", 8000, 0, 0.5, 0.4), "sec_per_it": 1.2})
+    # baseline median of 0.6, 0.7, 0.8, 0.85, 0.9, 1.0 = (0.8 + 0.85) / 2 = 0.825
+    assert study.logged_step_seconds(rows) == {"baseline": 0.825, "sbcb": 1.2}
+    path = study.results_file(tmp_path, protocol)
+    for row in rows:
+        study.append_row(path, row)
+    text = study.plan(protocol, results=tmp_path, step_seconds={"baseline": 0.825, "sbcb": 1.2}, val_seconds=10)
+    # decided at 8000: only its 7 runs left (casenet 1-4, baseline 2-4); 8000 steps + 33 validations of 10 s each:
+    # baseline (6600 + 330) / 3600 = 1.925 h, SBCB (9600 + 330) / 3600 = 2.758 h;
+    # (3 * 1.925 + 4 * 2.758) / 2 parallel = 8.4 h
+    assert text.splitlines()[-1] == "if the schedule is 8000: 7 runs left, about 8.4 h wall"
+    assert "schedule is 2000" not in text
+
+
 def test_repository_docs_carry_the_generated_outcome(study):
     # README.md and docs/evidence.md state exactly what the committed results file says (report --docs)
     protocol = study.PRESETS["cpu"]
