@@ -38,6 +38,18 @@ class Samples(torch.utils.data.Dataset):
         return self.items[i]
 
 
+@pytest.fixture(autouse=True)
+def default_signal_handlers():
+    # A test run started as a background job of a non-interactive shell (`pytest &`, nohup) inherits SIGINT
+    # ignored, and the trainer rightly restores whatever it found; these tests are about the usual terminal.
+    saved = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    yield
+    signal.signal(signal.SIGINT, saved[0])
+    signal.signal(signal.SIGTERM, saved[1])
+
+
 def _settings(**kw):
     base = dict(iters=4, batch_size=2, workers=0, ckpt_every=2, val_every=2, log_every=1, lr=0.01, sbd_thresholds=3)
     return TrainSettings(**(base | kw))
