@@ -606,13 +606,22 @@ def run_study(
         for key, proc in list(running.items()):
             if proc.poll() is not None:
                 del running[key]
-                status = "finished" if proc.returncode == 0 else f"FAILED (exit {proc.returncode})"
+                status = job_status(proc.returncode)
                 print(f"[{time.strftime('%H:%M:%S')}] {RunSpec(*key)} {status}", flush=True)
                 if proc.returncode != 0:
                     failed.add(key)
     left = next_runs(protocol, read_rows(path, protocol))
     print(f"[camvid_study] {len(read_rows(path, protocol))} finished runs in {path}; {len(left)} startable left")
     return 1 if failed else 0
+
+
+def job_status(returncode: int) -> str:
+    """How a ``_job`` child ended: 0 finished; 128 + signal number when training was interrupted and saved."""
+    if returncode == 0:
+        return "finished"
+    if returncode > 128:
+        return f"interrupted by signal {returncode - 128}; saved, and the next `run` resumes it"
+    return f"FAILED (exit {returncode}; see its log)"
 
 
 def picked(todo: Sequence[RunSpec], pick: Sequence[tuple[str, int]]) -> list[RunSpec]:
@@ -1241,7 +1250,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         job = json.loads(args.job)
         protocol = protocol_from_dict(job["protocol"])
         spec = RunSpec(**job["spec"])
-        run_one(protocol, spec, root=job["root"], runs_dir=Path(job["runs_dir"]), results=Path(job["results"]))
+        from sbcb.train.loop import TrainingInterrupted
+
+        try:
+            run_one(protocol, spec, root=job["root"], runs_dir=Path(job["runs_dir"]), results=Path(job["results"]))
+        except TrainingInterrupted as e:  # Ctrl-C / SIGTERM: saved; one line, not a traceback
+            print(f"camvid_study: {spec}: {e}", flush=True)
+            return 128 + int(e.signum)
         return 0
     protocol = PRESETS[args.preset]
     changes: dict[str, Any] = {}

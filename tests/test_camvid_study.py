@@ -360,3 +360,26 @@ def test_killed_run_resumes_and_finished_runs_are_not_repeated(study, camvid, tm
     with pytest.raises(RuntimeError, match=r"was trained with other settings \(lr: 0.01 there, 0.02 here\)"):
         study.run_one(other, study.RunSpec("lraspp", "baseline", 3, 0), root=camvid, runs_dir=runs, results=results)
     assert len(calls) == 2
+
+
+def test_an_interrupted_job_says_so_in_one_line_and_is_not_a_failure(study, tmp_path, monkeypatch, capsys):
+    import signal
+
+    from sbcb.train.loop import TrainingInterrupted
+
+    protocol = tiny(study, seeds=(0,), variants=("baseline",))
+    spec = study.RunSpec("lraspp", "baseline", 3, 0)
+    out = spec.folder(tmp_path / "runs")
+
+    def stopped(*args, **kwargs):  # what a SIGTERM in iteration 5 leaves: saved, then TrainingInterrupted
+        raise TrainingInterrupted(5, out / "iter_0000005.pt", out, signal.SIGTERM)
+
+    monkeypatch.setattr(study, "run_one", stopped)
+    job = {"protocol": dataclasses.asdict(protocol), "spec": dataclasses.asdict(spec), "root": str(tmp_path),
+           "runs_dir": str(tmp_path / "runs"), "results": str(tmp_path / "results")}  # fmt: skip
+    assert study.main(["_job", json.dumps(job)]) == 128 + 15
+    printed = capsys.readouterr().out
+    assert "interrupted after iteration 5" in printed and "--resume" in printed and "Traceback" not in printed
+    assert "next `run` resumes it" in study.job_status(143) and "signal 15" in study.job_status(143)
+    assert study.job_status(0) == "finished"
+    assert study.job_status(1).startswith("FAILED") and study.job_status(-9).startswith("FAILED")  # SIGKILL: -9
