@@ -60,7 +60,9 @@ about 1.9 h (baseline) or 2.5 h (SBCB) with its validations, and the runs left a
 (``plan --step-seconds 0.87 1.08 --val-seconds 10``). ``plan`` prints the same estimate for the remaining runs
 at the median step time the finished runs logged (``--step-seconds`` overrides it, ``--measure`` measures the
 steps now). Within one session, ``run --pick casenet:K baseline:J`` pairs a long and
-a short run that both end in time.
+a short run that both end in time. Three at once gain nothing on 2 cores: on 2026-12-06 three SBCB runs
+(``--parallel 3``) logged 1.5-1.6 s per step each, two SBCB runs 0.96-1.06 s (about 1.9 vs 2.0 steps/s in total), and
+a third run only delays the other two past the session's end.
 
 Presets: ``--preset cpu`` (default, the study above). ``--gpu``: the same protocol at full resolution 360x480,
 crop 360x480, one fixed schedule of 1000 iterations, 5 seeds, CUDA, two runs sharing the one GPU with 4 loader
