@@ -899,7 +899,9 @@ def outcome_text(protocol: Protocol, rows: Sequence[Mapping[str, Any]], summary:
         mf = [r.get("sbd_mf") for r in got]
         mf_text = "" if v == "baseline" or None in mf else " (SBD mF " + " / ".join(f"{100 * x:.1f}" for x in mf) + ")"
         finished_at_n.append(f"{VARIANT_NAMES.get(v, v)} {runs}{mf_text}")
-    text = f"Outcome so far: {'; '.join(parts)}. At {n} iterations: {'; '.join(finished_at_n)}."
+    left = next_runs(protocol, rows)
+    head = "Outcome so far" if left else "Outcome"
+    text = f"{head}: {'; '.join(parts)}. At {n} iterations: {'; '.join(finished_at_n)}."
     rungs = [r for r in sched["rungs"] if r["miou"]]
     if len(rungs) > 1:
         probes = " / ".join(map(str, protocol.probe_seeds))
@@ -915,7 +917,6 @@ def outcome_text(protocol: Protocol, rows: Sequence[Mapping[str, Any]], summary:
         else:
             why = f"the study runs at **{n} iterations** ({sched['reason']})"
         text += f" The schedule probes (baseline, seeds {probes}): {per_rung}; {why}."
-    left = next_runs(protocol, rows)
     if left:
         by_variant = {v: [s.seed for s in left if s.variant == v] for v in protocol.variants}
         which = ", ".join(f"{v} seed{'s' if len(ss) > 1 else ''} {', '.join(map(str, ss))}"

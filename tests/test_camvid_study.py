@@ -262,7 +262,7 @@ def test_outcome_text_and_docs_from_the_results_file(study, tmp_path):
         rows.append(_full_row(study, protocol, "casenet", 8000, s, b + dm, 0.40 + db, sbd_mf=0.1))
     text = study.outcome_text(protocol, rows, study.study_summary(protocol, rows, "lraspp"))
     assert text.startswith(
-        "Outcome so far: SBCB (CASENet) - baseline over 5 paired seeds: **ΔmIoU +4.00 points, established gain "
+        "Outcome: SBCB (CASENet) - baseline over 5 paired seeds: **ΔmIoU +4.00 points, established gain "
         "(95 % CI [+2.04, +5.96] points); ΔBF3 +1.00 points, not established at this scale (95 % CI [-0.96, +2.96] "
         "points)**. At 8000 iterations: baseline seed 0 48.0 mIoU / 40.0 BF3, "
     )
